@@ -1,0 +1,1 @@
+"""Command-line front end: argument parsing only; all work is done by the `pipeline` library."""

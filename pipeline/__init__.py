@@ -1,0 +1,1 @@
+"""mbunet library: model files, engines, video pipeline, power and telemetry."""

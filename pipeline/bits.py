@@ -1,0 +1,66 @@
+"""Bit layout shared by every engine (DESIGN.md section 5), as pure numpy functions.
+
+Activations: NHWC, channel c -> word c // 32, bit c % 32 (little-endian), uint32 words; bit 1 means +1.
+Bits above the real channel count are always 0, so two engines' packed tensors can be compared word for word.
+Weights: two planes `pos`, `neg` of shape [Cout][kh][kw][Cin_words]; value = pos - neg.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .arch import words
+
+
+def pack_signs(x: np.ndarray) -> np.ndarray:
+    """Pack the last axis of a ±1 (or >=0 means +1) array into uint32 words, bit 1 = +1."""
+    bits = (np.asarray(x) >= 0)
+    return pack_bits(bits)
+
+
+def pack_bits(bits: np.ndarray) -> np.ndarray:
+    """Pack a boolean last axis into little-endian uint32 words (zero-padded to whole words)."""
+    bits = np.asarray(bits, dtype=bool)
+    c = bits.shape[-1]
+    nw = words(c)
+    padded = np.zeros(bits.shape[:-1] + (nw * 32,), dtype=np.uint8)
+    padded[..., :c] = bits
+    as_bytes = np.packbits(padded.reshape(bits.shape[:-1] + (nw, 4, 8)), axis=-1, bitorder="little")
+    return as_bytes.reshape(bits.shape[:-1] + (nw, 4)).view("<u4").reshape(bits.shape[:-1] + (nw,)).astype(np.uint32)
+
+
+def unpack_bits(packed: np.ndarray, channels: int) -> np.ndarray:
+    """Inverse of pack_bits: uint32 words -> boolean array with `channels` entries on the last axis."""
+    packed = np.ascontiguousarray(packed, dtype="<u4")
+    as_bytes = packed.view(np.uint8).reshape(packed.shape[:-1] + (packed.shape[-1] * 4,))
+    bits = np.unpackbits(as_bytes, axis=-1, bitorder="little")
+    return bits[..., :channels].astype(bool)
+
+
+def unpack_signs(packed: np.ndarray, channels: int) -> np.ndarray:
+    """Packed bits -> int8 array of ±1."""
+    return np.where(unpack_bits(packed, channels), 1, -1).astype(np.int8)
+
+
+def weight_planes(w: np.ndarray, cin_parts: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Ternary weights [Cout][kh][kw][Cin] in {-1,0,+1} -> (pos, neg) packed planes.
+
+    With `cin_parts`, the input channels are a concat of parts, each padded to whole words.
+    """
+    w = np.asarray(w)
+    if cin_parts:
+        parts, start = [], 0
+        for c in cin_parts:
+            parts.append(weight_planes(w[..., start:start + c]))
+            start += c
+        return (np.concatenate([p for p, _ in parts], axis=-1), np.concatenate([n for _, n in parts], axis=-1))
+    return pack_bits(w > 0), pack_bits(w < 0)
+
+
+def planes_to_weights(pos: np.ndarray, neg: np.ndarray, cin: int) -> np.ndarray:
+    """Inverse of weight_planes without parts: int8 {-1,0,+1} weights [..., cin]."""
+    return unpack_bits(pos, cin).astype(np.int8) - unpack_bits(neg, cin).astype(np.int8)
+
+
+def concat_packed(parts: list[np.ndarray]) -> np.ndarray:
+    """Channel concat of packed tensors: each keeps its own zero-padded words."""
+    return np.concatenate(parts, axis=-1)

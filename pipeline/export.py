@@ -7,6 +7,8 @@ compares dot >= threshold. gamma == 0 gives a constant: threshold -2**30 (always
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .arch import Architecture, plan
@@ -41,7 +43,7 @@ def random_quantized_model(arch: Architecture, seed: int = 0, zero_fraction: flo
     arrays: dict[str, np.ndarray] = {}
     for s in plan(arch):
         if s.op == "input":
-            w = rng.integers(-2047, 2048, size=(s.cout, 3, 3, 3)).astype(np.int32)
+            w = rng.integers(-32767, 32768, size=(s.cout, 3, 3, 3)).astype(np.int32)
             centre = w.reshape(s.cout, -1).sum(1) * 110
             spread = np.abs(w).reshape(s.cout, -1).sum(1) * 40
             arrays[f"{s.name}.weight"] = w
@@ -66,3 +68,98 @@ def random_quantized_model(arch: Architecture, seed: int = 0, zero_fraction: flo
             "labels": default_labels(arch.classes), "arrays_sha256": arrays_sha256(arrays),
             "training": {"data": f"none: random bits (seed {seed})"}}
     return ModelFile(None, arch, card, arrays)
+
+
+def _bn_threshold(bn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BatchNorm (eval) as `z >= t` (gamma > 0): t = mu - beta*sqrt(var+eps)/gamma; returns (t, gamma, beta)."""
+    g = bn.weight.detach().double().numpy()
+    b = bn.bias.detach().double().numpy()
+    mu = bn.running_mean.detach().double().numpy()
+    sd = np.sqrt(bn.running_var.detach().double().numpy() + bn.eps)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = mu - b * sd / g
+    return t, g, b
+
+
+def _export_input(conv_mod, arch: Architecture) -> tuple[dict, np.ndarray]:
+    """Fold normalisation into integer weights on raw pixels (0..255), 15-bit per output channel.
+
+    z = sum W*((x/255 - m_c)/s_c) = sum (W/(255 s_c))*x - sum W*m_c/s_c. Black padding is pixel 0 in both
+    views, so the constant covers all 27 taps. Scaling a channel by S > 0 keeps the sign of z - t.
+    """
+    w = conv_mod.conv.weight.detach().double().numpy()                     # [C, 3, kh, kw]
+    mean, std = np.array(arch.mean), np.array(arch.std)
+    u = w / (255.0 * std[None, :, None, None])
+    k = -(w * (mean / std)[None, :, None, None]).sum(axis=(1, 2, 3))
+    scale = 32767.0 / np.maximum(np.abs(u).reshape(len(u), -1).max(1), 1e-30)
+    u_int = np.round(u * scale[:, None, None, None])
+    t, g, b = _bn_threshold(conv_mod.bn)
+    thr, flip = fold_threshold((t - k) * scale, g, b)
+    u_int[flip] *= -1
+    return {"weight": u_int.transpose(0, 2, 3, 1).astype(np.int32), "threshold": thr}, flip
+
+
+def _export_binary(mod, step) -> tuple[dict, np.ndarray]:
+    """Quantized weights as pos/neg planes; the alpha scale moves into the threshold (dot >= t/alpha)."""
+    from .nn import channel_scale, quantize_weight
+
+    w = mod.weight.detach()
+    out_dim = 1 if mod.transposed else 0
+    q = quantize_weight(w, mod.kind).double().numpy()
+    alpha = channel_scale(w, out_dim).double().numpy().reshape(-1)
+    q = q.transpose(1, 2, 3, 0) if mod.transposed else q.transpose(0, 2, 3, 1)   # -> [Cout, kh, kw, Cin]
+    t, g, b = _bn_threshold(mod.bn)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        thr, flip = fold_threshold(t / alpha, g, b)
+    q[flip] *= -1
+    pos, neg = weight_planes(q.astype(np.int8), step.cin_parts)
+    return {"pos": pos, "neg": neg, "threshold": thr}, flip
+
+
+def _export_output(conv) -> dict:
+    """One scale for all classes (argmax compares them); |sum| stays < 2**24 so float32 is exact too."""
+    w = conv.weight.detach().double().numpy()[:, :, 0, 0]
+    b = conv.bias.detach().double().numpy()
+    scale = 32767.0 / max(np.abs(w).max(), 1e-30)
+    bias = np.clip(np.round(b * scale), -(1 << 23), 1 << 23)
+    return {"weight": np.round(w * scale).astype(np.int32), "bias": bias.astype(np.int32)}
+
+
+def quantized_arrays(model, arch: Architecture) -> tuple[dict[str, np.ndarray], dict[str, list[int]]]:
+    """Integer arrays of a quantized UNet (eval mode, quant mix 1) and the flipped channels per step."""
+    from .nn import step_modules
+
+    mods = step_modules(model)
+    arrays: dict[str, np.ndarray] = {}
+    flipped: dict[str, list[int]] = {}
+    for s in plan(arch):
+        if not s.has_weights:
+            continue
+        if s.op == "output":
+            parts, flip = _export_output(mods[s.name]), None
+        elif s.op == "input":
+            parts, flip = _export_input(mods[s.name], arch)
+        else:
+            parts, flip = _export_binary(mods[s.name], s)
+        arrays.update({f"{s.name}.{k}": v for k, v in parts.items()})
+        if flip is not None and flip.any():
+            flipped[s.name] = np.flatnonzero(flip).tolist()
+    return arrays, flipped
+
+
+def export_model(model, arch: Architecture, card: dict, path) -> Path:
+    """Write a trained UNet to a model file: integer/bit arrays for quantized nets, float32 state for FP."""
+    from .modelfile import save_model
+    from .nn import zero_fractions
+
+    model.eval()
+    card = dict(card)
+    if arch.quantized:
+        arrays, flipped = quantized_arrays(model, arch)
+        card["thresholds"] = "folded from BatchNorm: out bit = dot >= threshold"
+        card["flipped_channels"] = flipped
+        card["zero_fraction"] = zero_fractions(model)
+    else:
+        arrays = {k: v.detach().float().numpy() for k, v in model.state_dict().items()
+                  if v.dtype.is_floating_point}
+    return save_model(path, arch, arrays, card)

@@ -5,7 +5,8 @@ is a safetensors file, carries an mbunet card of a known format version, holds e
 architecture needs with the right dtypes and shapes, and that the arrays hash to the card's sha256.
 
 Quantized arrays (integer maths of DESIGN section 4, thresholds already folded from BatchNorm):
-  in.0.weight    int32  [C, 3, 3, 3]   input conv on raw RGB pixels 0..255 (normalisation folded in)
+  in.0.weight    int32  [C, 3, 3, 3]   input conv on raw RGB pixels 0..255 (normalisation folded in),
+                                       |w| <= 32767 so |z| < 2**28: accumulate in int32, not float32
   in.0.threshold int32  [C]
   <conv>.pos/.neg uint32 [Cout, k, k, Cin_words]  (k = 3 for conv3x3, 2 for convT2x2)
   <conv>.threshold int32 [Cout]                   out bit = dot >= threshold

@@ -1,0 +1,184 @@
+"""The U-Net in PyTorch: full precision, or quantized as MBU-Net (DESIGN.md section 2). Needs torch.
+
+Input: float RGB [N, 3, H, W] in [0, 1]. The input conv pads with black (pixel 0) *before* normalising, so that
+normalisation folds into integer weights on raw pixels at export. Output: logits [N, classes, H, W].
+
+Quantized layers mix a full-precision path and the quantized one with `quant_mix` m in [0, 1]
+(progressive binarisation): weights (1-m)*w + m*alpha*q(w), activations (1-m)*hardtanh(y) + m*sign(y).
+At m = 1 the network is exactly the function the bit engines compute (up to float BatchNorm ties):
+sign(0) = +1 everywhere, binary activations padded with -1, weights binary {-1,+1} or masked {-1,0,+1} with
+delta = 0.7 * mean|w| per layer, alpha = mean|w| per output channel (a positive scale that BatchNorm absorbs).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .arch import LEVELS, Architecture
+
+MASK_DELTA = 0.7
+
+
+class _SignSTE(torch.autograd.Function):
+    """sign with sign(0) = +1; straight-through gradient clipped to |x| <= 1."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (x.abs() <= 1).to(grad.dtype)
+
+
+def sign_ste(x: torch.Tensor) -> torch.Tensor:
+    return _SignSTE.apply(x)
+
+
+def quantize_weight(w: torch.Tensor, kind: str) -> torch.Tensor:
+    """Binary {-1,+1} or masked {-1,0,+1} weights (straight-through), without the alpha scale."""
+    q = sign_ste(w)
+    if kind == "masked":
+        q = q * (w.abs() > MASK_DELTA * w.abs().mean()).to(w.dtype)
+    return q
+
+
+def channel_scale(w: torch.Tensor, out_dim: int) -> torch.Tensor:
+    """alpha: mean |w| per output channel, shaped to broadcast against w."""
+    dims = [d for d in range(w.dim()) if d != out_dim]
+    return w.abs().mean(dim=dims, keepdim=True)
+
+
+class QuantConv(nn.Module):
+    """Binary/masked conv (3x3, -1 padding) or 2x2/s2 transposed conv, then BatchNorm and binary activation."""
+
+    def __init__(self, cin: int, cout: int, kind: str, transposed: bool = False) -> None:
+        super().__init__()
+        self.kind, self.transposed = kind, transposed
+        shape = (cin, cout, 2, 2) if transposed else (cout, cin, 3, 3)
+        self.weight = nn.Parameter(torch.empty(shape))
+        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
+        self.bn = nn.BatchNorm2d(cout)
+        self.quant_mix = 1.0
+
+    def effective_weight(self) -> torch.Tensor:
+        out_dim = 1 if self.transposed else 0
+        w = self.weight
+        q = quantize_weight(w, self.kind) * channel_scale(w, out_dim)
+        return q if self.quant_mix >= 1 else (1 - self.quant_mix) * w + self.quant_mix * q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.effective_weight()
+        if self.transposed:
+            z = F.conv_transpose2d(x, w, stride=2)
+        else:
+            z = F.conv2d(F.pad(x, (1, 1, 1, 1), value=-1.0), w)
+        return binary_activation(self.bn(z), self.quant_mix)
+
+
+def binary_activation(y: torch.Tensor, mix: float) -> torch.Tensor:
+    s = sign_ste(y)
+    return s if mix >= 1 else (1 - mix) * F.hardtanh(y) + mix * s
+
+
+class InputConv(nn.Module):
+    """Full-precision 3x3 conv on the image: black padding, normalisation, conv, BN, activation."""
+
+    def __init__(self, cout: int, arch: Architecture) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(arch.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(arch.std).view(1, 3, 1, 1))
+        self.conv = nn.Conv2d(3, cout, 3, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.quantized = arch.quantized
+        self.quant_mix = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv((F.pad(x, (1, 1, 1, 1), value=0.0) - self.mean) / self.std))
+        return binary_activation(y, self.quant_mix) if self.quantized else F.relu(y)
+
+
+def _fp_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def _conv(cin: int, cout: int, kind: str) -> nn.Module:
+    return _fp_conv(cin, cout) if kind == "fp" else QuantConv(cin, cout, kind)
+
+
+def _double(cin: int, cout: int, kind: str) -> nn.Sequential:
+    return nn.Sequential(_conv(cin, cout, kind), _conv(cout, cout, kind))
+
+
+def _up(cin: int, cout: int, kind: str) -> nn.Module:
+    return nn.ConvTranspose2d(cin, cout, 2, stride=2) if kind == "fp" else QuantConv(cin, cout, kind, True)
+
+
+class UNet(nn.Module):
+    """4-level U-Net; module names mirror arch.plan step names (inc.0 ~ "in.0", down[k-1] ~ "down{k}", ...)."""
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        self.arch = arch
+        c = arch.width
+        self.inc = nn.Sequential(InputConv(c, arch), _conv(c, c, "masked" if arch.quantized else "fp"))
+        self.down = nn.ModuleList(_double(c * 2 ** k, c * 2 ** (k + 1), arch.kind_of(f"down-C{k + 1}"))
+                                  for k in range(LEVELS))
+        self.up = nn.ModuleList(_up(c * 2 ** (LEVELS - k), c * 2 ** (LEVELS - k - 1), arch.kind_of(f"up-CT{k + 1}"))
+                                for k in range(LEVELS))
+        self.up_conv = nn.ModuleList(_double(c * 2 ** (LEVELS - k), c * 2 ** (LEVELS - k - 1),
+                                             arch.kind_of(f"up-C{k + 1}")) for k in range(LEVELS))
+        self.outc = nn.Conv2d(c, arch.classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.inc(x)
+        skips = [x]
+        for down in self.down:
+            x = down(F.max_pool2d(x, 2))
+            skips.append(x)
+        for k, (up, conv) in enumerate(zip(self.up, self.up_conv)):
+            x = conv(torch.cat([skips[LEVELS - 1 - k], up(x)], dim=1))
+        return self.outc(x)
+
+
+def set_quant_mix(model: nn.Module, mix: float) -> None:
+    """Progressive binarisation: 0 = full-precision path, 1 = the exported binary/masked function."""
+    if not 0.0 <= mix <= 1.0:
+        raise ValueError(f"quant mix must be in [0, 1], got {mix}")
+    for m in model.modules():
+        if hasattr(m, "quant_mix"):
+            m.quant_mix = float(mix)
+
+
+def zero_fractions(model: UNet) -> dict[str, float]:
+    """Fraction of zero weights per masked configurable layer (paper Fig. 3a reports > 80%)."""
+    out: dict[str, float] = {}
+    for layer, modules in _layer_modules(model).items():
+        masked = [m for m in modules if isinstance(m, QuantConv) and m.kind == "masked"]
+        if masked:
+            with torch.no_grad():
+                zeros = sum(int((quantize_weight(m.weight, "masked") == 0).sum()) for m in masked)
+            out[layer] = zeros / sum(m.weight.numel() for m in masked)
+    return out
+
+
+def step_modules(model: UNet) -> dict[str, nn.Module]:
+    """Module computing each weighted step of arch.plan (the exporter's map from torch to the file)."""
+    out: dict[str, nn.Module] = {"in.0": model.inc[0], "in.1": model.inc[1], "out": model.outc}
+    for k in range(LEVELS):
+        out[f"down{k + 1}.0"], out[f"down{k + 1}.1"] = model.down[k]
+        out[f"up{k + 1}.ct"] = model.up[k]
+        out[f"up{k + 1}.0"], out[f"up{k + 1}.1"] = model.up_conv[k]
+    return out
+
+
+def _layer_modules(model: UNet) -> dict[str, list[nn.Module]]:
+    out: dict[str, list[nn.Module]] = {}
+    for k in range(LEVELS):
+        out[f"down-C{k + 1}"] = list(model.down[k])
+        out[f"up-CT{k + 1}"] = [model.up[k]]
+        out[f"up-C{k + 1}"] = list(model.up_conv[k])
+    return out

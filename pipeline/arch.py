@@ -57,7 +57,7 @@ class Architecture:
         h, w = self.input_size
         step = 2 ** LEVELS
         if h % step or w % step or h <= 0 or w <= 0:
-            raise ValueError(f"input size {h}x{w} must be positive multiples of {step}")
+            raise ValueError(f"input size {w}x{h} (WxH) must be positive multiples of {step}")
         if self.width < 1 or self.classes < 1:
             raise ValueError(f"width and classes must be >= 1, got {self.width}, {self.classes}")
         if len(self.layer_kinds) != len(LAYERS) or any(k not in WEIGHT_KINDS for k in self.layer_kinds):

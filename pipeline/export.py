@@ -81,18 +81,15 @@ def _bn_threshold(bn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return t, g, b
 
 
-def _export_input(conv_mod, arch: Architecture) -> tuple[dict, np.ndarray]:
-    """Fold normalisation into integer weights on raw pixels (0..255), 15-bit per output channel.
+def _export_input(conv_mod) -> tuple[dict, np.ndarray]:
+    """Integer weights on raw pixels (see nn.pixel_domain_weights); the threshold moves to that scale.
 
-    z = sum W*((x/255 - m_c)/s_c) = sum (W/(255 s_c))*x - sum W*m_c/s_c. Black padding is pixel 0 in both
-    views, so the constant covers all 27 taps. Scaling a channel by S > 0 keeps the sign of z - t.
+    z = sum(u_int * x) / scale + k >= t  <=>  sum(u_int * x) >= scale * (t - k)  (scale > 0).
     """
-    w = conv_mod.conv.weight.detach().double().numpy()                     # [C, 3, kh, kw]
-    mean, std = np.array(arch.mean), np.array(arch.std)
-    u = w / (255.0 * std[None, :, None, None])
-    k = -(w * (mean / std)[None, :, None, None]).sum(axis=(1, 2, 3))
-    scale = 32767.0 / np.maximum(np.abs(u).reshape(len(u), -1).max(1), 1e-30)
-    u_int = np.round(u * scale[:, None, None, None])
+    from .nn import pixel_domain_weights
+
+    u_int, scale, k = (v.detach().double().numpy() for v in
+                       pixel_domain_weights(conv_mod.conv.weight, conv_mod.mean, conv_mod.std))
     t, g, b = _bn_threshold(conv_mod.bn)
     thr, flip = fold_threshold((t - k) * scale, g, b)
     u_int[flip] *= -1
@@ -138,7 +135,7 @@ def quantized_arrays(model, arch: Architecture) -> tuple[dict[str, np.ndarray], 
         if s.op == "output":
             parts, flip = _export_output(mods[s.name]), None
         elif s.op == "input":
-            parts, flip = _export_input(mods[s.name], arch)
+            parts, flip = _export_input(mods[s.name])
         else:
             parts, flip = _export_binary(mods[s.name], s)
         arrays.update({f"{s.name}.{k}": v for k, v in parts.items()})

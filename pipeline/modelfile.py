@@ -33,6 +33,8 @@ FORMAT_VERSION = 1
 HEADER_KEY = "mbunet"
 WEIGHTS_DIR = Path(os.environ.get("MBUNET_WEIGHTS", Path(__file__).resolve().parent.parent / "weights"))
 SUFFIX = ".safetensors"
+#: the shipped model `mbunet run` and `mbunet bench` use when no --model is given
+DEFAULT_MODEL = "mbunet-w32"
 
 
 @dataclass
@@ -132,6 +134,16 @@ def resolve_model(ref: str | Path) -> Path:
 
 def shipped_names() -> list[str]:
     return sorted(p.name[: -len(SUFFIX)] for p in WEIGHTS_DIR.glob(f"*{SUFFIX}"))
+
+
+def model_summary(path: Path) -> dict:
+    """One row of `mbunet models`: name, kind, input size (WxH), classes, validation Dice, default flag."""
+    card = read_card(path)
+    arch = card.get("architecture", {})
+    h, w = arch.get("input_size", [0, 0])
+    name = path.name[: -len(SUFFIX)]
+    return {"name": name, "kind": card.get("kind"), "input_size": f"{w}x{h}", "classes": arch.get("classes"),
+            "val_dice": (card.get("scores") or {}).get("val_dice"), "default": name == DEFAULT_MODEL}
 
 
 def read_card(path: str | Path) -> dict:

@@ -84,8 +84,37 @@ def binary_activation(y: torch.Tensor, mix: float) -> torch.Tensor:
     return s if mix >= 1 else (1 - mix) * F.hardtanh(y) + mix * s
 
 
+INPUT_WEIGHT_MAX = 32767  # 15-bit input-conv weights: |z| < 27 * 255 * 32767 < 2**28, exact in int32
+
+
+class _RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def pixel_domain_weights(w: torch.Tensor, mean: torch.Tensor, std: torch.Tensor):
+    """The input conv on raw pixels 0..255: z = sum(u_int / scale * pixel) + k, u_int integers.
+
+    z = sum W*((x/255 - m_c)/s_c) = sum (W/(255 s_c))*x - sum W*m_c/s_c; black padding is pixel 0 in both
+    views, so k covers all 27 taps. Returns (u_int [C,3,3,3] float with integer values, scale [C], k [C]).
+    """
+    u = w / (255.0 * std.view(1, 3, 1, 1))
+    k = -(w * (mean / std).view(1, 3, 1, 1)).sum(dim=(1, 2, 3))
+    scale = INPUT_WEIGHT_MAX / u.detach().abs().amax(dim=(1, 2, 3)).clamp_min(1e-30)
+    return _RoundSTE.apply(u * scale.view(-1, 1, 1, 1)), scale, k
+
+
 class InputConv(nn.Module):
-    """Full-precision 3x3 conv on the image: black padding, normalisation, conv, BN, activation."""
+    """3x3 conv on the image: black padding, normalisation, conv, BN, activation.
+
+    Fully quantized (quant mix 1), the conv runs on raw pixels with the 15-bit integer weights the model file
+    stores (pixel_domain_weights), so the exported integer network computes this same function.
+    """
 
     def __init__(self, cout: int, arch: Architecture) -> None:
         super().__init__()
@@ -97,7 +126,13 @@ class InputConv(nn.Module):
         self.quant_mix = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.bn(self.conv((F.pad(x, (1, 1, 1, 1), value=0.0) - self.mean) / self.std))
+        x = F.pad(x, (1, 1, 1, 1), value=0.0)
+        if self.quantized and self.quant_mix >= 1:
+            u_int, scale, k = pixel_domain_weights(self.conv.weight, self.mean, self.std)
+            z = F.conv2d(torch.round(x * 255.0), u_int / scale.view(-1, 1, 1, 1)) + k.view(1, -1, 1, 1)
+        else:
+            z = self.conv((x - self.mean) / self.std)
+        y = self.bn(z)
         return binary_activation(y, self.quant_mix) if self.quantized else F.relu(y)
 
 

@@ -57,10 +57,11 @@ class ReferenceKernels:
         z = np.tensordot(patches.reshape(n, h, w, 27), weight.reshape(weight.shape[0], 27).T.astype(np.int64), 1)
         return pack_bits(z >= threshold)
 
-    def conv3x3(self, x: np.ndarray, pos: np.ndarray, neg: np.ndarray, threshold: np.ndarray,
-                cout: int) -> np.ndarray:
+    def conv3x3_dots(self, x: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+        """int32 dot products [N, H, W, Cout] of a 3x3 conv with -1 (bit 0) spatial padding."""
         n, h, w, cw = x.shape
-        xp = np.zeros((n, h + 2, w + 2, cw), np.uint32)  # spatial padding: bit 0 = -1
+        cout = pos.shape[0]
+        xp = np.zeros((n, h + 2, w + 2, cw), np.uint32)
         xp[:, 1:-1, 1:-1] = x
         dot = np.zeros((n, h, w, cout), np.int32)
         for block in _cout_blocks(n * h * w, cout, cw):
@@ -68,20 +69,27 @@ class ReferenceKernels:
                 for kw in range(3):
                     win = xp[:, kh:kh + h, kw:kw + w]
                     dot[..., block] += _dot(win, pos[block, kh, kw], neg[block, kh, kw], self.form)
-        return pack_bits(dot >= threshold)
+        return dot
+
+    def conv3x3(self, x: np.ndarray, pos: np.ndarray, neg: np.ndarray, threshold: np.ndarray,
+                cout: int) -> np.ndarray:
+        return pack_bits(self.conv3x3_dots(x, pos, neg) >= threshold)
 
     def pool(self, x: np.ndarray) -> np.ndarray:
         return x[:, 0::2, 0::2] | x[:, 0::2, 1::2] | x[:, 1::2, 0::2] | x[:, 1::2, 1::2]
 
-    def conv_t2x2(self, x: np.ndarray, pos: np.ndarray, neg: np.ndarray, threshold: np.ndarray,
-                  cout: int) -> np.ndarray:
+    def conv_t2x2_dots(self, x: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+        """int32 dots [N, 2H, 2W, Cout]: input pixel (y, x) with taps (i, j) lands at (2y+i, 2x+j)."""
         n, h, w, _ = x.shape
-        bits = np.zeros((n, 2 * h, 2 * w, cout), bool)
+        dot = np.zeros((n, 2 * h, 2 * w, pos.shape[0]), np.int32)
         for i in range(2):
             for j in range(2):
-                dot = _dot(x, pos[:, i, j], neg[:, i, j], self.form)
-                bits[:, i::2, j::2] = dot >= threshold
-        return pack_bits(bits)
+                dot[:, i::2, j::2] = _dot(x, pos[:, i, j], neg[:, i, j], self.form)
+        return dot
+
+    def conv_t2x2(self, x: np.ndarray, pos: np.ndarray, neg: np.ndarray, threshold: np.ndarray,
+                  cout: int) -> np.ndarray:
+        return pack_bits(self.conv_t2x2_dots(x, pos, neg) >= threshold)
 
     def concat(self, skip: np.ndarray, up: np.ndarray) -> np.ndarray:
         return np.concatenate([skip, up], axis=-1)

@@ -1,0 +1,103 @@
+"""What this machine has for mbunet: libraries, video backends, CUDA devices, nvcc, engines, power sources."""
+from __future__ import annotations
+
+import importlib
+import platform
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _version(module: str) -> Check:
+    try:
+        mod = importlib.import_module(module)
+    except Exception as e:  # an optional library may be missing or broken: report, never crash
+        return Check(module, False, f"not importable ({type(e).__name__}: {e})")
+    return Check(module, True, getattr(mod, "__version__", "installed"))
+
+
+def _opencv() -> Check:
+    try:
+        import cv2
+    except ImportError as e:
+        return Check("opencv", False, str(e))
+    info = cv2.getBuildInformation()
+    backends = []
+    for name in ("FFMPEG", "GStreamer", "V4L/V4L2"):
+        m = re.search(rf"^\s*{re.escape(name)}:\s*(\S+)", info, re.M)
+        backends.append(f"{name}: {m.group(1) if m else 'NO'}")
+    return Check("opencv", True, f"{cv2.__version__} ({', '.join(backends)})")
+
+
+def _numba_cuda() -> Check:
+    try:
+        from importlib.metadata import version
+
+        ver = version("numba-cuda")
+    except Exception:
+        return Check("numba-cuda", False, "not installed (pip install numba-cuda[cu13])")
+    try:
+        from numba import cuda
+
+        if not cuda.is_available():
+            return Check("numba-cuda", True, f"{ver}; no CUDA GPU/driver visible")
+        devs = [f"{d.name.decode() if isinstance(d.name, bytes) else d.name} sm_{d.compute_capability[0]}"
+                f"{d.compute_capability[1]}" for d in cuda.gpus]
+        return Check("numba-cuda", True, f"{ver}; devices: {', '.join(devs)}")
+    except Exception as e:
+        return Check("numba-cuda", False, f"{ver}; CUDA check failed: {e}")
+
+
+def _nvcc() -> Check:
+    path = shutil.which("nvcc")
+    if not path:
+        return Check("nvcc", False, "not on PATH: the bmma library cannot be built here")
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+    rel = re.search(r"release ([\d.]+)", out)
+    return Check("nvcc", True, f"{rel.group(1) if rel else '?'} at {path}")
+
+
+def _torch_cuda() -> Check:
+    try:
+        import torch
+    except ImportError:
+        return Check("torch", False, "not installed: torch-fp32/fp16 baselines and training unavailable")
+    if torch.cuda.is_available():
+        cc = torch.cuda.get_device_capability()
+        return Check("torch", True, f"{torch.__version__}; CUDA {torch.version.cuda}, "
+                                    f"{torch.cuda.get_device_name()} sm_{cc[0]}{cc[1]}")
+    return Check("torch", True, f"{torch.__version__}; no CUDA device")
+
+
+def environment_checks() -> list[Check]:
+    return [Check("python", True, f"{platform.python_version()} ({platform.machine()}, {platform.system()})"),
+            _version("numpy"), _version("numba"), _numba_cuda(), _torch_cuda(), _opencv(), _nvcc()]
+
+
+def engine_checks() -> list[Check]:
+    """Every registered engine, and why it cannot run here when it cannot."""
+    from .engines.base import engine_class, list_engines
+
+    rows = []
+    for name in list_engines():
+        why = engine_class(name).unavailable(None)
+        rows.append(Check(name, why is None, "available" if why is None else why))
+    return rows
+
+
+def power_check(sysfs_root: str | None = None) -> Check:
+    from .power import open_power_meter
+
+    meter = open_power_meter(sysfs_root)
+    try:
+        return Check("power", meter.available, meter.source)
+    finally:
+        meter.close()

@@ -1,0 +1,160 @@
+"""`bmma`: the bit network on binary Tensor Cores, a CUDA C++ library (cudakernels/bmma) loaded with ctypes.
+
+load() describes arch.plan() to C++ as an array of mb_step (weights re-tiled and uploaded once); segment()
+is one ctypes call per batch: frames up, one CUDA graph per batch size (every layer, no host round trip), masks
+back. The dot-product form follows the GPU: AND (.and.popc, m16n8k256) on sm_80 and newer, Hopper included,
+XOR (.xor.popc, m8n8k128) on sm_75. $MBUNET_BMMA_FORM=and|xor|auto overrides it (to measure both on one GPU).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..arch import plan
+from ..errors import ConfigError, EngineUnavailable, KernelBuildError, MbunetError
+from ..modelfile import ModelFile, expected_arrays
+from .base import Engine, register_engine
+
+MIN_CC = 75
+FORM_ENV = "MBUNET_BMMA_FORM"
+_CU_ATTR_CC_MAJOR, _CU_ATTR_CC_MINOR = 75, 76  # CUdevice_attribute values
+
+
+@lru_cache(maxsize=1)
+def device_problem() -> str | None:
+    """Why no GPU here can run binary MMA (None when GPU 0 can); asks the driver directly, no library build."""
+    try:
+        cu = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return "no CUDA device: the NVIDIA driver (libcuda.so.1) is not installed on this machine"
+    count, dev, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+    rc = cu.cuInit(0) or cu.cuDeviceGetCount(ctypes.byref(count))
+    if rc or count.value == 0:
+        return f"no CUDA device (driver: cuInit/cuDeviceGetCount returned {rc}, {count.value} devices)"
+    rc = (cu.cuDeviceGet(ctypes.byref(dev), 0)
+          or cu.cuDeviceGetAttribute(ctypes.byref(major), _CU_ATTR_CC_MAJOR, dev)
+          or cu.cuDeviceGetAttribute(ctypes.byref(minor), _CU_ATTR_CC_MINOR, dev))
+    if rc:
+        return f"CUDA driver error {rc} reading GPU 0's compute capability"
+    if major.value * 10 + minor.value < MIN_CC:
+        return f"binary Tensor Cores need sm_{MIN_CC} or newer, GPU 0 is sm_{major.value}{minor.value}"
+    return None
+
+
+def library_problem() -> str | None:
+    """Why the library can be neither found in the cache nor built (None when it can)."""
+    from cudakernels.bmma.build import find_nvcc, library_path
+
+    if library_path().is_file():
+        return None
+    try:
+        find_nvcc()
+    except KernelBuildError as e:
+        return f"library not built and {e}"
+    return None
+
+
+def requested_form(form: str | None = None) -> str:
+    form = (form or os.environ.get(FORM_ENV) or "auto").lower()
+    if form not in ("auto", "and", "xor"):
+        raise ConfigError(f"bmma form must be auto, and or xor (${FORM_ENV}), got {form!r}")
+    return form
+
+
+@register_engine
+class BmmaEngine(Engine):
+    name = "bmma"
+    priority = 40
+
+    @classmethod
+    def unavailable(cls, model: ModelFile | None = None) -> str | None:
+        return super().unavailable(model) or device_problem() or library_problem()
+
+    def __init__(self, form: str | None = None) -> None:
+        super().__init__()
+        self.form = requested_form(form)
+        self.form_used: str | None = None
+        self._handle: ctypes.c_void_p | None = None
+
+    def load(self, model: ModelFile) -> None:
+        from cudakernels.bmma.lib import load_library
+
+        self.lib = load_library()
+        self.steps = plan(model.arch)
+        structs, keep_alive = self._describe(model)
+        self._handle, self.form_used = self.lib.create(structs, self.form)
+        del keep_alive  # C++ copied and re-tiled the weights
+        self.model = model
+
+    def _describe(self, model: ModelFile) -> tuple[list, list[np.ndarray]]:
+        """One mb_step per plan step; returns the structs and the arrays their pointers reference."""
+        from cudakernels.bmma.lib import step_struct
+
+        expected = expected_arrays(model.arch)
+        index = {s.name: i for i, s in enumerate(self.steps)}
+        structs, alive = [], []
+        for s in self.steps:
+            arrays = {}
+            for key in ("pos", "neg", "weight", "threshold", "bias"):
+                name = f"{s.name}.{key}"
+                if name in expected:
+                    arrays[key] = np.ascontiguousarray(model.arrays[name], dtype=expected[name][0])
+                    alive.append(arrays[key])
+            src = [index.get(n, -1) for n in s.inputs] + [-1]
+            words = s.cin_words if s.op in ("pool", "concat") else s.cout_words
+            structs.append(step_struct(s.op, src[0], src[1] if s.op == "concat" else -1, s.height, s.width,
+                                       s.cin, s.cout, s.cin_words, s.cout if s.op == "output" else words,
+                                       arrays.get("pos"), arrays.get("neg"), arrays.get("weight"),
+                                       arrays.get("threshold", arrays.get("bias"))))
+        return structs, alive
+
+    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        frames = self.check_frames(frames)
+        n, h, w, _ = frames.shape
+        masks = np.empty((n, h, w), np.uint8)
+        self.lib.run(self._handle, frames, masks)
+        bits: dict[str, np.ndarray] = {}
+        if keep_bits:
+            for i, s in enumerate(self.steps):
+                if s.op == "output":
+                    bits["out.logits"] = self._fetch(i, (n, s.height, s.width, s.cout), np.int32)
+                else:
+                    words = s.cin_words if s.op in ("pool", "concat") else s.cout_words
+                    bits[s.name] = self._fetch(i, (n, s.height, s.width, words), np.uint32)
+        return masks, bits
+
+    def _fetch(self, step: int, shape: tuple[int, ...], dtype) -> np.ndarray:
+        out = np.empty(shape, dtype)
+        self.lib.fetch(self._handle, step, out)
+        return out
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self.lib.destroy(self._handle)
+            self._handle = None
+
+
+def mma_bench(iters: int = 20000, path: Path | None = None) -> dict:
+    """Throughput of each MMA flavour on GPU 0 (library at `path`, default the full build): {"device", "rows": [{"flavour", "ms", "tops"} or "error"]}.
+
+    b1 flavours count 2*16*8*256 ops per MMA, s8 2*16*8*32, f16 2*16*8*16 (dense-equivalent ops).
+    """
+    from cudakernels.bmma.lib import FLAVOURS, load_library
+
+    why = device_problem()
+    if why:
+        raise EngineUnavailable(f"mma-bench: {why}")
+    lib = load_library(path)
+    dev = lib.device()
+    rows = []
+    for flavour in FLAVOURS:
+        try:
+            ms, tops = lib.mma_bench(flavour, iters)
+            rows.append({"flavour": flavour, "ms": ms, "tops": tops})
+        except MbunetError as e:  # an unsupported flavour on this GPU is a row, not the end of the table
+            rows.append({"flavour": flavour, "error": str(e)})
+    return {"device": f"{dev.name} ({dev.sm}, {dev.sm_count} SMs)", "iters": iters, "rows": rows}

@@ -1,0 +1,154 @@
+"""`cuda`: the bit network on Numba-CUDA kernels (cudakernels/cuda) on CUDA cores.
+
+Data movement per batch: the uint8 RGB frames are uploaded once, every step of arch.plan() runs as kernels queued
+on one stream (no host synchronisation between layers; intermediates are freed as soon as their last reader
+has been queued), and only the uint8 masks come back. Normalisation is folded into the input conv's integer
+weights, so the frames need no pre-processing kernel of their own; the mask is formed on the device by the
+output head. Weights are uploaded once in load(), the conv planes reshaped to [Cout, taps, Cin_words].
+
+With NUMBA_ENABLE_CUDASIM=1 (set before numba.cuda is first imported) the same kernels run in Numba's CUDA
+simulator on the CPU; the engine then reports itself as "cuda (simulator)". It is only useful for tests:
+about 1 ms per thread.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..arch import plan
+from ..errors import ModelFileError
+from ..modelfile import ModelFile, expected_arrays
+from .base import Engine, register_engine
+from .program import execute
+
+log = logging.getLogger(__name__)
+
+
+def simulator_enabled() -> bool:
+    """True when numba.cuda is (or will be) the CPU simulator."""
+    from numba.cuda.core import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+def device_problem() -> str | None:
+    """Why no CUDA device can run kernels here (None when one can, or when the simulator is on)."""
+    try:
+        from numba import cuda
+    except ImportError as e:
+        return f"numba-cuda is not importable ({e})"
+    if simulator_enabled() or cuda.is_available():
+        return None
+    from numba.cuda.cudadrv.driver import driver
+
+    detail = str(driver.initialization_error or "the driver reports no CUDA device").strip()
+    return f"no usable CUDA GPU/driver: {detail.splitlines()[0].rstrip(':')}"
+
+
+def device_description() -> str:
+    """Name of what the kernels run on, for logs and reports."""
+    from numba import cuda
+
+    if simulator_enabled():
+        return "cuda (simulator)"
+    dev = cuda.get_current_device()
+    name = dev.name.decode() if isinstance(dev.name, bytes) else dev.name
+    major, minor = dev.compute_capability
+    return f"cuda on {name} (sm_{major}{minor})"
+
+
+def host_weights(model: ModelFile) -> dict[str, np.ndarray]:
+    """The model's arrays in the kernels' layouts, after checking them against the architecture once."""
+    arrays = model.arrays
+    for name, (dtype, shape) in expected_arrays(model.arch).items():
+        a = arrays.get(name)
+        found = "missing" if a is None else f"{a.dtype}{list(a.shape)}"
+        if a is None or str(a.dtype) != dtype or tuple(a.shape) != shape:
+            raise ModelFileError(f"engine cuda: array {name} is {found}, the architecture expects {dtype}{list(shape)}")
+    return {name: np.ascontiguousarray(kernel_layout(name, a)) for name, a in arrays.items()}
+
+
+def kernel_layout(name: str, a: np.ndarray) -> np.ndarray:
+    """A model-file array reshaped (never copied bit by bit) to the layout the kernels index."""
+    if name.endswith((".pos", ".neg")):
+        return a.reshape(a.shape[0], -1, a.shape[-1])  # [Cout, taps, Cin_words]
+    if name.endswith(".weight") and a.ndim == 4:
+        return a.reshape(a.shape[0], -1)  # input conv [C, 27] in (kh, kw, c) order
+    return a
+
+
+class CudaKernels:
+    """Kernel set of device launches on one stream (interface: pipeline/engines/program.py).
+
+    The `cout` arguments of the interface are implied by the planes' first axis here.
+    """
+
+    def __init__(self, stream) -> None:
+        from cudakernels.cuda import bitconv, head, packed
+
+        self.stream = stream
+        self._bitconv, self._packed, self._head = bitconv, packed, head
+
+    def input_conv(self, frames, weight, threshold):
+        return self._bitconv.input_conv(frames, weight, threshold, self.stream)
+
+    def conv3x3(self, x, pos, neg, threshold, cout: int):
+        return self._bitconv.conv3x3(x, pos, neg, threshold, self.stream)
+
+    def pool(self, x):
+        return self._packed.pool(x, self.stream)
+
+    def conv_t2x2(self, x, pos, neg, threshold, cout: int):
+        return self._bitconv.conv_t2x2(x, pos, neg, threshold, self.stream)
+
+    def concat(self, skip, up):
+        return self._packed.concat(skip, up, self.stream)
+
+    def output(self, x, weight, bias):
+        return self._head.output(x, weight, bias, self.stream)
+
+    def to_host(self, array) -> np.ndarray:
+        host = array.copy_to_host(stream=self.stream)
+        self.stream.synchronize()
+        return host
+
+
+@register_engine
+class CudaEngine(Engine):
+    name = "cuda"
+    priority = 30
+
+    @classmethod
+    def unavailable(cls, model: ModelFile | None = None) -> str | None:
+        return super().unavailable(model) or device_problem()
+
+    def load(self, model: ModelFile) -> None:
+        from numba import cuda
+
+        weights = host_weights(model)
+        self.device = device_description()
+        self.stream = cuda.stream()
+        self.weights = {k: cuda.to_device(v, stream=self.stream) for k, v in weights.items()}
+        self.kernels = CudaKernels(self.stream)
+        self.steps = plan(model.arch)
+        self.stream.synchronize()
+        self.model = model
+        log.info("engine cuda: model %s on %s", model.name, self.device)
+
+    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        from numba import cuda
+
+        frames = self.check_frames(frames)
+        d_frames = cuda.to_device(frames, stream=self.stream)
+        d_masks, kept = execute(self.steps, self.weights, d_frames, self.kernels, keep_bits)
+        masks = d_masks.copy_to_host(stream=self.stream)
+        self.stream.synchronize()
+        return masks, kept
+
+    def sync(self) -> None:
+        self.stream.synchronize()
+
+    def close(self) -> None:
+        self.weights = {}
+        self.model = None

@@ -1,0 +1,47 @@
+"""Shared fixtures. Tests that need a GPU carry @pytest.mark.gpu and skip themselves with the reason."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def random_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth-ish uint8 RGB frames (a gradient plus noise), so thresholds see varied inputs."""
+    g = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = (yy[..., None] * 3 + xx[..., None] * 5 + np.array([0, 80, 160])) % 256
+    noise = g.integers(-60, 60, size=(n, h, w, 3))
+    return np.clip(base[None] + noise, 0, 255).astype(np.uint8)
+
+
+# --- video pipeline (tests/test_sources.py, test_runner.py, test_streams.py, ...) ---
+VIDEOS = SHARED_DATA / "videos"
+SAMPLE_CLIP = REPO / "samples" / "bikes-street.mp4"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """A small untrained model file (width 4, 32x32 input): fast on the reference engine."""
+    from pipeline.arch import Architecture
+    from pipeline.export import random_quantized_model
+    from pipeline.modelfile import save_model
+
+    m = random_quantized_model(Architecture(width=4, input_size=(32, 32)), seed=3, name="tiny")
+    return save_model(tmp_path_factory.mktemp("models") / "tiny.safetensors", m.arch, m.arrays, m.card)
+
+
+@pytest.fixture(scope="session")
+def videos() -> Path:
+    if not VIDEOS.is_dir():
+        pytest.skip(f"shared test footage not present at {VIDEOS}")
+    return VIDEOS

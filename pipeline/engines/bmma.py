@@ -139,7 +139,9 @@ class BmmaEngine(Engine):
 
 
 def mma_bench(iters: int = 20000, path: Path | None = None) -> dict:
-    """Throughput of each MMA flavour on GPU 0 (library at `path`, default the full build): {"device", "rows": [{"flavour", "ms", "tops"} or "error"]}.
+    """Throughput of each MMA flavour on GPU 0, from the library at `path` (default: the full build).
+
+    Returns {"device", "iters", "rows": [{"flavour", "ms", "tops"} or {"flavour", "error"}]}.
 
     b1 flavours count 2*16*8*256 ops per MMA, s8 2*16*8*32, f16 2*16*8*16 (dense-equivalent ops).
     """

@@ -1,10 +1,11 @@
 """`cuda`: the bit network on Numba-CUDA kernels (cudakernels/cuda) on CUDA cores.
 
-Data movement per batch: the uint8 RGB frames are uploaded once, every step of arch.plan() runs as kernels queued
-on one stream (no host synchronisation between layers; intermediates are freed as soon as their last reader
-has been queued), and only the uint8 masks come back. Normalisation is folded into the input conv's integer
-weights, so the frames need no pre-processing kernel of their own; the mask is formed on the device by the
-output head. Weights are uploaded once in load(), the conv planes reshaped to [Cout, taps, Cin_words].
+Data movement per batch: the uint8 RGB frames are uploaded once, every step of arch.plan() runs as kernels
+queued on one stream (no host synchronisation between layers; every tensor lives in a BufferArena reused batch
+after batch, so steady-state batches allocate and free nothing), and only the uint8 masks come back.
+Normalisation is folded into the input conv's integer weights, so the frames need no pre-processing kernel of
+their own; the mask is formed on the device by the output head. Weights are uploaded once in load(), the conv
+planes reshaped to [Cout, taps, Cin_words], and every kernel is compiled for the GPU there too.
 
 With NUMBA_ENABLE_CUDASIM=1 (set before numba.cuda is first imported) the same kernels run in Numba's CUDA
 simulator on the CPU; the engine then reports itself as "cuda (simulator)". It is only useful for tests:
@@ -23,6 +24,8 @@ from .base import Engine, register_engine
 from .program import execute
 
 log = logging.getLogger(__name__)
+#: oldest GPU architecture the CUDA 13 NVVM compiler (numba-cuda[cu13]) still targets
+MIN_CC = (7, 5)
 
 
 def simulator_enabled() -> bool:
@@ -38,12 +41,22 @@ def device_problem() -> str | None:
         from numba import cuda
     except ImportError as e:
         return f"numba-cuda is not importable ({e})"
-    if simulator_enabled() or cuda.is_available():
+    if simulator_enabled():
         return None
+    if cuda.is_available():
+        return capability_problem(cuda.gpus[0].compute_capability)
     from numba.cuda.cudadrv.driver import driver
 
     detail = str(driver.initialization_error or "the driver reports no CUDA device").strip()
     return f"no usable CUDA GPU/driver: {detail.splitlines()[0].rstrip(':')}"
+
+
+def capability_problem(cc: tuple[int, int]) -> str | None:
+    """Why a GPU of compute capability `cc` cannot run the kernels (None when it can)."""
+    if tuple(cc) < MIN_CC:
+        return (f"needs a GPU of compute capability sm_{MIN_CC[0]}{MIN_CC[1]} or newer "
+                f"(the CUDA 13 compiler numba-cuda uses), found sm_{cc[0]}{cc[1]}")
+    return None
 
 
 def device_description() -> str:
@@ -56,6 +69,14 @@ def device_description() -> str:
     name = dev.name.decode() if isinstance(dev.name, bytes) else dev.name
     major, minor = dev.compute_capability
     return f"cuda on {name} (sm_{major}{minor})"
+
+
+def compile_kernels() -> None:
+    """JIT every kernel for this GPU now, so the first batch does not pay seconds of compilation."""
+    from cudakernels.cuda import kernel_signatures
+
+    for kernel, signature in kernel_signatures().items():
+        kernel.compile(signature)
 
 
 def host_weights(model: ModelFile) -> dict[str, np.ndarray]:
@@ -78,35 +99,63 @@ def kernel_layout(name: str, a: np.ndarray) -> np.ndarray:
     return a
 
 
+class BufferArena:
+    """Device buffers reused batch after batch, so that a steady stream of frames allocates nothing.
+
+    A batch of a given shape asks for the same sequence of (shape, dtype) every time, so the i-th request of a
+    batch gets the i-th buffer of the previous batch (a new one where the shape differs). Within a batch every
+    request gets its own buffer, and a batch's results are copied to the host before the next batch starts,
+    so no buffer is overwritten while still read. Costs the sum of one batch's tensors (29 MiB per 512x512 frame
+    at width 64, one class).
+    """
+
+    def __init__(self) -> None:
+        self.buffers: list = []
+        self.next = 0
+
+    def start_batch(self) -> None:
+        self.next = 0
+
+    def __call__(self, shape: tuple[int, ...], dtype, stream=0):
+        from numba import cuda
+
+        i, self.next = self.next, self.next + 1
+        if i < len(self.buffers) and self.buffers[i].shape == tuple(shape) and self.buffers[i].dtype == dtype:
+            return self.buffers[i]
+        buf = cuda.device_array(shape, dtype, stream=stream)
+        self.buffers[i:i + 1] = [buf]
+        return buf
+
+
 class CudaKernels:
     """Kernel set of device launches on one stream (interface: pipeline/engines/program.py).
 
     The `cout` arguments of the interface are implied by the planes' first axis here.
     """
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream, alloc) -> None:
         from cudakernels.cuda import bitconv, head, packed
 
-        self.stream = stream
+        self.stream, self.alloc = stream, alloc
         self._bitconv, self._packed, self._head = bitconv, packed, head
 
     def input_conv(self, frames, weight, threshold):
-        return self._bitconv.input_conv(frames, weight, threshold, self.stream)
+        return self._bitconv.input_conv(frames, weight, threshold, self.stream, self.alloc)
 
     def conv3x3(self, x, pos, neg, threshold, cout: int):
-        return self._bitconv.conv3x3(x, pos, neg, threshold, self.stream)
+        return self._bitconv.conv3x3(x, pos, neg, threshold, self.stream, self.alloc)
 
     def pool(self, x):
-        return self._packed.pool(x, self.stream)
+        return self._packed.pool(x, self.stream, self.alloc)
 
     def conv_t2x2(self, x, pos, neg, threshold, cout: int):
-        return self._bitconv.conv_t2x2(x, pos, neg, threshold, self.stream)
+        return self._bitconv.conv_t2x2(x, pos, neg, threshold, self.stream, self.alloc)
 
     def concat(self, skip, up):
-        return self._packed.concat(skip, up, self.stream)
+        return self._packed.concat(skip, up, self.stream, self.alloc)
 
     def output(self, x, weight, bias):
-        return self._head.output(x, weight, bias, self.stream)
+        return self._head.output(x, weight, bias, self.stream, self.alloc)
 
     def to_host(self, array) -> np.ndarray:
         host = array.copy_to_host(stream=self.stream)
@@ -128,19 +177,25 @@ class CudaEngine(Engine):
 
         weights = host_weights(model)
         self.device = device_description()
+        if not simulator_enabled():
+            compile_kernels()
         self.stream = cuda.stream()
         self.weights = {k: cuda.to_device(v, stream=self.stream) for k, v in weights.items()}
-        self.kernels = CudaKernels(self.stream)
+        self.arena = BufferArena()
+        self.kernels = CudaKernels(self.stream, self.arena)
         self.steps = plan(model.arch)
         self.stream.synchronize()
         self.model = model
-        log.info("engine cuda: model %s on %s", model.name, self.device)
+        if simulator_enabled():
+            log.warning("engine cuda runs in the CUDA simulator (NUMBA_ENABLE_CUDASIM=1): for tests only, ~1 ms/thread")
+        else:
+            log.info("engine cuda: model %s on %s", model.name, self.device)
 
     def segment_bits(self, frames: np.ndarray, keep_bits: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        from numba import cuda
-
         frames = self.check_frames(frames)
-        d_frames = cuda.to_device(frames, stream=self.stream)
+        self.arena.start_batch()
+        d_frames = self.arena(frames.shape, np.uint8, stream=self.stream)
+        d_frames.copy_to_device(frames, stream=self.stream)
         d_masks, kept = execute(self.steps, self.weights, d_frames, self.kernels, keep_bits)
         masks = d_masks.copy_to_host(stream=self.stream)
         self.stream.synchronize()
@@ -150,5 +205,5 @@ class CudaEngine(Engine):
         self.stream.synchronize()
 
     def close(self) -> None:
-        self.weights = {}
+        self.weights, self.arena.buffers = {}, []
         self.model = None

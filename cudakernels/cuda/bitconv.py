@@ -1,0 +1,224 @@
+"""Numba-CUDA convolutions producing packed ±1 bits: input conv, 3x3 binary/masked conv, 2x2/s2 transposed conv.
+
+Thread mapping (the same for all three, DESIGN.md sections 4 and 9):
+- One thread = one output pixel x one output *word* (32 output channels). It keeps 32 int32 accumulators in
+  registers, so every input word it loads is reused 32 times from a register, and it ends by comparing the 32
+  sums with their thresholds and writing one whole packed uint32 word. No warp vote (ballot) is needed to pack
+  bits, which keeps every kernel runnable in Numba's CUDA simulator (it has no warp intrinsics).
+- A block = 128 neighbouring pixels (flattened n, y, x) x the same output word (blockIdx.y). All its threads
+  use the same 32 output channels, so the block stages those channels' weights in shared memory, a chunk of
+  CHUNK input words at a time (both planes: 2 x 32 x 9 x 8 words = 18 KiB), and every weight read in the
+  inner loop is a shared-memory broadcast (all threads read the same address: no bank conflict).
+- Input words come from global memory through L1: neighbouring threads read neighbouring pixels, and the
+  3x3 window's nine re-reads of a word by nearby threads hit the cache.
+- Dot product in the XOR form (reference.py derives it): dot = sum popc(a ^ neg) - popc(a ^ pos) over taps and
+  words, with a = 0 (all -1) outside the image; popc is taken on uint32 words (the simulator's popc is exact
+  only there). Channel padding bits are 0 in both planes and contribute nothing.
+- The loop over the 32 channels has a constant trip count so it unrolls and the accumulators stay in registers;
+  channels past `cout` (last word of a layer whose width is not a multiple of 32) are skipped by a predicate
+  that is uniform across the block, and their output bits stay 0.
+- The input conv is the same mapping on integers: the block stages its 32 channels' 27 int32 weights, a thread
+  keeps its 27 pixel values (black padding) in registers and forms 32 exact int32 sums (|z| < 2**24).
+- Device helpers are inlined at the Numba IR level (inline="always"): besides saving calls, this lets
+  cuda.compile_ptx build the kernels on a machine without a GPU (a separately compiled device function asks
+  the driver for the current device's compute capability).
+
+Cost model (an estimate to check with `mbunet bench` on a GPU, not a measurement): per thread, per tap and input
+word, 1 global load, then for each of the 32 channels 2 shared loads (broadcast), 2 XOR, 2 POPC and 2 integer
+adds. POPC issues at 16 lanes/clock/SM on sm_75..sm_90, so a warp spends about 128 clocks on POPC against
+about 64 on shared loads: the kernel is POPC-bound, as CUDA-core binary convs are; Tensor Cores (engine `bmma`)
+remove exactly that limit. Ways left open here, each a measured change for later: binary layers could drop one
+POPC (neg = ~pos on valid bits, dot = 2 popc(a ^ neg) - valid bits); pos/neg could be staged interleaved and
+read as one 64-bit shared load; a thread could produce two pixels' words to halve the weight reads.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+from numba.cuda import int32, uint32
+
+THREADS = 128       # pixels per block
+CHUNK = 8           # input words of weights staged in shared memory per pass
+TAPS3 = 9           # 3x3 kernel positions; the 2x2 transposed conv uses 4 of the same staging slots
+GROUP = 32          # output channels per thread = bits of one output word
+INPUT_TAPS = 27     # 3x3 window x RGB of the input conv
+# shared/local array sizes must be plain globals (numba does not fold products of globals into a constant)
+_STAGED = GROUP * TAPS3 * CHUNK
+_INPUT_WEIGHTS = GROUP * INPUT_TAPS
+
+
+@cuda.jit(device=True, inline="always")
+def _stage_planes(spos, sneg, pos, neg, g, w0, kc):
+    """Copy planes [32 channels of word g][taps][words w0..w0+kc) into shared [o][tap][CHUNK]; 0 past cout."""
+    cout, taps, _ = pos.shape
+    n = GROUP * taps * kc
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        o = i // (taps * kc)
+        tap = (i // kc) % taps
+        k = i % kc
+        ch = g * GROUP + o
+        j = (o * TAPS3 + tap) * CHUNK + k
+        if ch < cout:
+            spos[j] = pos[ch, tap, w0 + k]
+            sneg[j] = neg[ch, tap, w0 + k]
+        else:
+            spos[j] = uint32(0)
+            sneg[j] = uint32(0)
+
+
+@cuda.jit(device=True, inline="always")
+def _accumulate(acc, a, spos, sneg, tap, k, nout):
+    """acc[o] += popc(a ^ neg[o]) - popc(a ^ pos[o]) for the 32 staged channels (one tap, one word)."""
+    for o in range(GROUP):
+        if o < nout:
+            j = (o * TAPS3 + tap) * CHUNK + k
+            acc[o] += cuda.popc(uint32(a ^ sneg[j])) - cuda.popc(uint32(a ^ spos[j]))  # 32-bit popc: numba widens ^
+
+
+@cuda.jit(device=True, inline="always")
+def _pack(acc, threshold, g, nout):
+    """Threshold the 32 sums of output word g and pack them: bit o = acc[o] >= threshold[32 g + o]."""
+    word = uint32(0)
+    for o in range(GROUP):
+        if o < nout and acc[o] >= threshold[g * GROUP + o]:
+            word |= uint32(1) << uint32(o)
+    return word
+
+
+@cuda.jit
+def input_conv_kernel(frames, weight, threshold, out):
+    """uint8 RGB [N,H,W,3] x int32 weight [C, 27] (kh, kw, c) -> packed bits z >= threshold, black padding."""
+    sw = cuda.shared.array(_INPUT_WEIGHTS, int32)
+    px = cuda.local.array(INPUT_TAPS, int32)
+    n_img, h, w, _ = frames.shape
+    cout = weight.shape[0]
+    g = cuda.blockIdx.y
+    nout = min(GROUP, cout - g * GROUP)
+    for i in range(cuda.threadIdx.x, _INPUT_WEIGHTS, cuda.blockDim.x):
+        ch = g * GROUP + i // INPUT_TAPS
+        sw[i] = weight[ch, i % INPUT_TAPS] if ch < cout else 0
+    cuda.syncthreads()
+    p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if p >= n_img * h * w:
+        return
+    n, y, x = p // (h * w), (p // w) % h, p % w
+    for t in range(INPUT_TAPS):
+        iy = y + t // 9 - 1
+        ix = x + (t // 3) % 3 - 1
+        px[t] = int32(frames[n, iy, ix, t % 3]) if 0 <= iy < h and 0 <= ix < w else 0
+    word = uint32(0)
+    for o in range(GROUP):
+        if o < nout:
+            z = int32(0)
+            for t in range(INPUT_TAPS):
+                z = int32(z + sw[o * INPUT_TAPS + t] * px[t])  # truncating keeps the multiply 32-bit (|z| < 2**24)
+            if z >= threshold[g * GROUP + o]:
+                word |= uint32(1) << uint32(o)
+    out[n, y, x, g] = word
+
+
+@cuda.jit
+def conv3x3_kernel(x, pos, neg, threshold, out):
+    """Packed [N,H,W,Cw] x planes [Cout, 9, Cw] -> packed [N,H,W,Cout_w]: 3x3, stride 1, padding bit 0 (-1)."""
+    spos = cuda.shared.array(_STAGED, uint32)
+    sneg = cuda.shared.array(_STAGED, uint32)
+    acc = cuda.local.array(GROUP, int32)
+    n_img, h, w, cw = x.shape
+    g = cuda.blockIdx.y
+    nout = min(GROUP, pos.shape[0] - g * GROUP)
+    p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    active = p < n_img * h * w
+    n, y, xx = p // (h * w), (p // w) % h, p % w
+    for o in range(GROUP):
+        acc[o] = 0
+    for w0 in range(0, cw, CHUNK):
+        kc = min(CHUNK, cw - w0)
+        _stage_planes(spos, sneg, pos, neg, g, w0, kc)
+        cuda.syncthreads()
+        if active:
+            for tap in range(TAPS3):
+                iy = y + tap // 3 - 1
+                ix = xx + tap % 3 - 1
+                inside = 0 <= iy < h and 0 <= ix < w
+                for k in range(kc):
+                    a = x[n, iy, ix, w0 + k] if inside else uint32(0)
+                    _accumulate(acc, a, spos, sneg, tap, k, nout)
+        cuda.syncthreads()  # every thread reaches both barriers: the staging loop is shared work
+    if active:
+        out[n, y, xx, g] = _pack(acc, threshold, g, nout)
+
+
+@cuda.jit
+def conv_t2x2_kernel(x, pos, neg, threshold, out):
+    """Packed [N,h,w,Cw] x planes [Cout, 4, Cw] -> packed [N,2h,2w,Cout_w]; out (2y+i, 2x+j) uses tap 2i+j.
+
+    One thread per *output* pixel: each reads its one input pixel and one tap, so writes stay coalesced.
+    """
+    spos = cuda.shared.array(_STAGED, uint32)
+    sneg = cuda.shared.array(_STAGED, uint32)
+    acc = cuda.local.array(GROUP, int32)
+    n_img, h2, w2, _ = out.shape
+    cw = x.shape[3]
+    g = cuda.blockIdx.y
+    nout = min(GROUP, pos.shape[0] - g * GROUP)
+    p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    active = p < n_img * h2 * w2
+    n, y, xx = p // (h2 * w2), (p // w2) % h2, p % w2
+    tap = (y % 2) * 2 + xx % 2
+    for o in range(GROUP):
+        acc[o] = 0
+    for w0 in range(0, cw, CHUNK):
+        kc = min(CHUNK, cw - w0)
+        _stage_planes(spos, sneg, pos, neg, g, w0, kc)
+        cuda.syncthreads()
+        if active:
+            for k in range(kc):
+                _accumulate(acc, x[n, y // 2, xx // 2, w0 + k], spos, sneg, tap, k, nout)
+        cuda.syncthreads()
+    if active:
+        out[n, y, xx, g] = _pack(acc, threshold, g, nout)
+
+
+# Launchers: arrays in, a new device array out, queued on `stream`; `alloc(shape, dtype, stream=)` makes the output
+# (the engine passes a buffer arena so that batches after the first allocate nothing).
+def _grid(pixels: int, cout: int) -> tuple[int, int]:
+    return math.ceil(pixels / THREADS), (cout + GROUP - 1) // GROUP
+
+
+def input_conv(frames, weight, threshold, stream, alloc=cuda.device_array):
+    """Launch on `stream`: device uint8 frames [N,H,W,3], int32 weight [C,27], threshold [C] -> packed bits."""
+    n, h, w, _ = frames.shape
+    cout = weight.shape[0]
+    out = alloc((n, h, w, (cout + 31) // 32), np.uint32, stream=stream)
+    input_conv_kernel[_grid(n * h * w, cout), THREADS, stream](frames, weight, threshold, out)
+    return out
+
+
+def conv3x3(x, pos, neg, threshold, stream, alloc=cuda.device_array):
+    """Launch on `stream`: packed x [N,H,W,Cw], planes [Cout, 9, Cw] -> packed [N,H,W,Cout_w]."""
+    n, h, w, _ = x.shape
+    cout = pos.shape[0]
+    out = alloc((n, h, w, (cout + 31) // 32), np.uint32, stream=stream)
+    conv3x3_kernel[_grid(n * h * w, cout), THREADS, stream](x, pos, neg, threshold, out)
+    return out
+
+
+def conv_t2x2(x, pos, neg, threshold, stream, alloc=cuda.device_array):
+    """Launch on `stream`: packed x [N,h,w,Cw], planes [Cout, 4, Cw] -> packed [N,2h,2w,Cout_w]."""
+    n, h, w, _ = x.shape
+    cout = pos.shape[0]
+    out = alloc((n, 2 * h, 2 * w, (cout + 31) // 32), np.uint32, stream=stream)
+    conv_t2x2_kernel[_grid(4 * n * h * w, cout), THREADS, stream](x, pos, neg, threshold, out)
+    return out
+
+
+_PACKED = "uint32[:, :, :, ::1]"
+_PLANES = "uint32[:, :, ::1]"
+#: kernel -> explicit signature, for ahead-of-time PTX checks (cuda.compile_ptx) of every kernel
+SIGNATURES = {
+    input_conv_kernel: f"void(uint8[:, :, :, ::1], int32[:, ::1], int32[::1], {_PACKED})",
+    conv3x3_kernel: f"void({_PACKED}, {_PLANES}, {_PLANES}, int32[::1], {_PACKED})",
+    conv_t2x2_kernel: f"void({_PACKED}, {_PLANES}, {_PLANES}, int32[::1], {_PACKED})",
+}

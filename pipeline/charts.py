@@ -33,6 +33,8 @@ def bench_chart(rows: list[_Row], path: Path, title: str) -> Path:
         source = rows[0].power_source if rows else "no engine ran"
         energy.text(0.5, 0.5, "no energy measured:\n" + _wrap(source), ha="center", va="center",
                     transform=energy.transAxes, fontsize=8)
+        energy.set_xticks([])
+        energy.set_yticks([])
     energy.set_ylabel("J/image (lower is better)")
     for ax in (speed, energy):
         ax.tick_params(axis="x", labelrotation=30)

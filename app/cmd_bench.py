@@ -1,0 +1,59 @@
+"""`mbunet bench`: speed, agreement with the reference and energy of every engine on one model and input."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HELP = "benchmark engines on the same model and input: images/s, latency percentiles, agreement, W and J/image"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="NAME|PATH", help="model file or shipped name (default: the shipped model, "
+                   "else random bits of the default U-Net)")
+    p.add_argument("--engines", metavar="A,B,...", help="engines to run, in order (default: every registered "
+                   "engine; those that cannot run here are listed with the reason)")
+    p.add_argument("--size", metavar="WxH", help="input size; differing from the model's draws a random model of "
+                   "the same architecture at this size")
+    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    p.add_argument("--iters", type=int, default=20, help="timed iterations (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3; the first also gives "
+                   "the masks compared with the reference, so at least one always runs)")
+    p.add_argument("--input", metavar="URI", help="take the frames from a video/images source instead of "
+                   "seeded random pixels")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random frames and random model (default 0)")
+    p.add_argument("--idle-seconds", type=float, default=2.0, help="idle power measured first (default 2)")
+    p.add_argument("--json", action="store_true", help="print only the JSON list of rows")
+    p.add_argument("--out", metavar="DIR", help="results folder (default runs/bench/<timestamp>/)")
+    p.add_argument("--sysfs-root", metavar="DIR", help="sysfs tree for power (default $MBUNET_SYSFS_ROOT or /sys)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from pipeline import bench
+    from pipeline.engines.base import list_engines
+    from pipeline.power import open_power_meter
+
+    settings = bench.BenchSettings(args.batch, args.iters, args.warmup, args.idle_seconds)
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()] if args.engines else list_engines()
+    bench.check_engine_names(engines)
+    size = bench.parse_size(args.size) if args.size else None
+    model = bench.load_bench_model(args.model, size, args.seed)
+    shape = model.arch.input_size
+    frames = (bench.video_frames(args.input, shape, args.batch) if args.input
+              else bench.random_frames(shape, args.batch, args.seed))
+    log = (lambda text: print(text, file=sys.stderr, flush=True))
+    log(f"model: {model.name} ({bench.size_text(shape)}); input: {args.input or f'random, seed {args.seed}'}")
+    with open_power_meter(args.sysfs_root) as meter:
+        rows, notes = bench.run_bench(model, frames, engines, settings, meter, progress=log)
+    out = Path(args.out) if args.out else Path("runs", "bench", time.strftime("%Y%m%d-%H%M%S"))
+    paths = bench.write_results(rows, out, f"{model.name}, {bench.size_text(shape)}, batch {args.batch}")
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows], indent=2))
+    else:
+        print(bench.format_table(rows))
+    for note in notes:
+        log(note)
+    print(f"results: {', '.join(map(str, paths))}", file=sys.stderr if args.json else sys.stdout)
+    return 0

@@ -1,0 +1,299 @@
+"""`mbunet bench`: every engine on the same model and the same input, one run (DESIGN.md section 8).
+
+Per engine: warm-ups (the first also gives the masks compared with the reference engine's), then timed
+iterations, each ended by engine.sync() before the clock is read; median, p5, p95, images/s; the power meter's
+window over the timed iterations gives W and J/image, beside the idle W measured once before any engine ran.
+speedup = images/s / baseline images/s and energy_ratio = baseline J/image / J/image (both > 1 mean better than
+the baseline), the baseline being torch-fp16 where it ran (a GPU), else torch-fp32.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from .engines.base import Engine, choose_engine, create_engine, engine_class
+from .errors import ConfigError, MbunetError, SourceError
+from .modelfile import ModelFile
+from .power import PowerMeter
+
+BASELINES = ("torch-fp16", "torch-fp32")
+REFERENCE = "reference"
+#: a power window shorter than this holds few samples (and NVML's counter updates only every few tens of ms)
+MIN_WINDOW_S = 1.0
+
+
+@dataclass
+class BenchRow:
+    """One engine's result; every measured field is None where it could not be measured (`skipped` says why)."""
+
+    engine: str
+    batch: int
+    size: str
+    images_per_s: float | None = None
+    ms_median: float | None = None
+    ms_p5: float | None = None
+    ms_p95: float | None = None
+    agree_with_reference: float | None = None
+    watts: float | None = None
+    joules_per_image: float | None = None
+    idle_watts: float | None = None
+    power_source: str = ""
+    speedup: float | None = None
+    energy_ratio: float | None = None
+    baseline: str | None = None
+    skipped: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+COLUMNS = tuple(f.name for f in fields(BenchRow))
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    batch: int = 1
+    iters: int = 20
+    warmup: int = 3
+    idle_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.batch < 1 or self.iters < 1 or self.warmup < 0 or self.idle_seconds < 0:
+            raise ConfigError(f"need batch >= 1, iters >= 1, warmup >= 0, idle >= 0; got batch {self.batch}, "
+                              f"iters {self.iters}, warmup {self.warmup}, idle {self.idle_seconds}")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"WxH" -> (height, width), the order Architecture.input_size uses."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError as e:
+        raise ConfigError(f"--size expects WxH such as 512x512, got {text!r}") from e
+    if w <= 0 or h <= 0 or w % 16 or h % 16:
+        raise ConfigError(f"--size {text}: width and height must be positive multiples of 16")
+    return h, w
+
+
+def size_text(input_size: tuple[int, int]) -> str:
+    return f"{input_size[1]}x{input_size[0]}"
+
+
+def check_engine_names(names: list[str]) -> None:
+    """An unknown name is a one-line error before anything runs (engine_class lists the valid ones)."""
+    for name in names:
+        if name != "auto":
+            engine_class(name)
+
+
+def resolve_auto(names: list[str], model: ModelFile) -> list[str]:
+    """"auto" becomes the engine `--engine auto` would pick for this model here."""
+    return [choose_engine(model).name if n == "auto" else n for n in names]
+
+
+def bench_model(model: ModelFile, size: tuple[int, int] | None, seed: int) -> ModelFile:
+    """`model`, or a random model of its architecture at `size` when that differs from its input size."""
+    from .export import random_quantized_model
+
+    if size is None or size == model.arch.input_size:
+        return model
+    if not model.arch.quantized:
+        raise ConfigError(f"--size {size_text(size)}: {model.name} is a full-precision model; "
+                          f"only quantized models can be re-drawn at another size")
+    arch = replace(model.arch, input_size=size)
+    return random_quantized_model(arch, seed, name=f"random bits, architecture of {model.name} at {size_text(size)}")
+
+
+def load_bench_model(ref: str | None, size: tuple[int, int] | None, seed: int) -> ModelFile:
+    """--model (a path or shipped name), else the default shipped model; re-drawn at --size if given."""
+    from .modelfile import DEFAULT_MODEL, load_model
+
+    return bench_model(load_model(ref or DEFAULT_MODEL), size, seed)
+
+
+def random_frames(input_size: tuple[int, int], batch: int, seed: int) -> np.ndarray:
+    h, w = input_size
+    return np.random.default_rng(seed).integers(0, 256, size=(batch, h, w, 3), dtype=np.uint8)
+
+
+def video_frames(uri: str, input_size: tuple[int, int], batch: int) -> np.ndarray:
+    """The first `batch` frames of a video/images source, letterboxed to the model input (repeated if fewer)."""
+    from .preprocess import geometry, to_model_input
+    from .sources import Status, open_source
+
+    source = open_source(uri, reconnect=False)
+    frames = []
+    try:
+        while len(frames) < batch:
+            cap = source.read()
+            if cap.status is Status.OK:
+                frames.append(to_model_input(cap.image, geometry(cap.image.shape[:2], input_size)))
+            elif cap.status is not Status.TIMEOUT:
+                break
+    finally:
+        source.close()
+    if not frames:
+        raise SourceError(f"--input {uri}: no frame could be read")
+    return np.stack([frames[i % len(frames)] for i in range(batch)])
+
+
+def percentile_row(times_s: list[float], batch: int) -> dict:
+    ms = np.asarray(times_s) * 1e3
+    median = float(np.median(ms))
+    return {"ms_median": median, "ms_p5": float(np.percentile(ms, 5)), "ms_p95": float(np.percentile(ms, 95)),
+            "images_per_s": batch * 1e3 / median}
+
+
+def time_engine(engine: Engine, frames: np.ndarray, settings: BenchSettings,
+                meter: PowerMeter) -> tuple[np.ndarray, list[float], object]:
+    """(masks of the first call, per-iteration seconds, energy measurement of the timed window)."""
+    masks = engine.segment(frames)
+    engine.sync()
+    for _ in range(settings.warmup - 1):
+        engine.segment(frames)
+    engine.sync()
+    times = []
+    meter.begin_window()
+    try:
+        for _ in range(settings.iters):
+            t0 = time.perf_counter()
+            engine.segment(frames)
+            engine.sync()
+            times.append(time.perf_counter() - t0)
+    finally:
+        energy = meter.end_window()
+    return masks, times, energy
+
+
+def add_energy(row: BenchRow, energy, timed_s: float, images: int, meter: PowerMeter) -> None:
+    """W over the window, and J/image = W x the timed seconds / images, so that the window's own edges (thread
+    start and join, one sample each side) are not charged to the engine. The source (or why none) is always named.
+    """
+    row.power_source = meter.source
+    if energy.avg_watts is None:
+        if meter.available:
+            row.power_source = f"{meter.source} (not measured: {energy.note})"
+        return
+    row.watts = energy.avg_watts
+    row.joules_per_image = energy.avg_watts * timed_s / images
+
+
+def add_ratios(rows: list[BenchRow]) -> None:
+    """speedup and energy_ratio against the first baseline that was measured."""
+    measured = {r.engine: r for r in rows if r.skipped is None}
+    base = next((measured[b] for b in BASELINES if b in measured), None)
+    if base is None:
+        return
+    for r in measured.values():
+        r.baseline = base.engine
+        r.speedup = r.images_per_s / base.images_per_s
+        if r.joules_per_image and base.joules_per_image:
+            r.energy_ratio = base.joules_per_image / r.joules_per_image
+
+
+class ReferenceMasks:
+    """The reference engine's masks for the bench input, computed once (None with the reason where it can't run)."""
+
+    def __init__(self, model: ModelFile, frames: np.ndarray) -> None:
+        self.masks: np.ndarray | None = None
+        self.why_not = engine_class(REFERENCE).unavailable(model)
+        if self.why_not is None:
+            engine = create_engine(REFERENCE, model)
+            try:
+                self.masks = engine.segment(frames)
+            finally:
+                engine.close()
+
+    def agreement(self, masks: np.ndarray) -> float | None:
+        return None if self.masks is None else float(np.mean(masks == self.masks))
+
+
+def bench_engine(name: str, model: ModelFile, frames: np.ndarray, settings: BenchSettings, meter: PowerMeter,
+                 reference: ReferenceMasks, idle_watts: float | None) -> BenchRow:
+    row = BenchRow(name, settings.batch, size_text(model.arch.input_size), idle_watts=idle_watts,
+                   power_source=meter.source)
+    why = engine_class(name).unavailable(model)
+    if why is not None:
+        row.skipped = why
+        return row
+    try:
+        engine = create_engine(name, model)
+    except MbunetError as e:  # e.g. a kernel library that does not load: listed with its reason
+        row.skipped = str(e)
+        return row
+    try:
+        masks, times, energy = time_engine(engine, frames, settings, meter)
+    finally:
+        engine.close()
+    for key, value in percentile_row(times, settings.batch).items():
+        setattr(row, key, value)
+    row.agree_with_reference = reference.agreement(masks)
+    add_energy(row, energy, sum(times), settings.iters * settings.batch, meter)
+    return row
+
+
+def run_bench(model: ModelFile, frames: np.ndarray, engines: list[str], settings: BenchSettings,
+              meter: PowerMeter, progress=None) -> tuple[list[BenchRow], list[str]]:
+    """Bench `engines` in order on `frames`: (rows, notes); `progress(text)` is told what runs."""
+    check_engine_names(engines)
+    engines = resolve_auto(engines, model)
+    say = progress or (lambda text: None)
+    idle = None
+    if meter.available and settings.idle_seconds > 0:
+        say(f"idle power for {settings.idle_seconds:g} s ({meter.source})")
+        idle = meter.measure_idle(settings.idle_seconds)
+    say("reference masks for agreement")
+    reference = ReferenceMasks(model, frames)
+    rows = []
+    for name in engines:
+        say(f"engine {name}")
+        rows.append(bench_engine(name, model, frames, settings, meter, reference, idle))
+    add_ratios(rows)
+    notes = [f"agree_with_reference is null: reference cannot run ({reference.why_not})"] if reference.why_not else []
+    short = [r.engine for r in rows if r.watts is not None and r.ms_median * settings.iters < MIN_WINDOW_S * 1e3]
+    if short:
+        notes.append(f"energy windows under {MIN_WINDOW_S:g} s ({', '.join(short)}): W and J/image are coarse; "
+                     f"raise --iters")
+    if not any(r.baseline for r in rows):
+        notes.append(f"speedup/energy_ratio are null: no baseline ({' or '.join(BASELINES)}) was measured")
+    return rows, notes
+
+
+def format_table(rows: list[BenchRow]) -> str:
+    """A readable table; skipped engines are listed with their reason under it."""
+    head = ("engine", "img/s", "ms p50", "ms p5", "ms p95", "agree", "W", "J/img", "speedup", "energy x")
+    keys = ("images_per_s", "ms_median", "ms_p5", "ms_p95", "agree_with_reference", "watts", "joules_per_image",
+            "speedup", "energy_ratio")
+    formats = ("{:.2f}", "{:.2f}", "{:.2f}", "{:.2f}", "{:.4%}", "{:.2f}", "{:.4g}", "{:.2f}", "{:.2f}")
+    body = [[r.engine] + ["-" if getattr(r, k) is None else f.format(getattr(r, k)) for k, f in zip(keys, formats)]
+            for r in rows if r.skipped is None]
+    widths = [max(len(c) for c in col) for col in zip(head, *body)]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths)))
+             for line in [head, *body]]
+    lines += [f"{r.engine}: not run: {r.skipped}" for r in rows if r.skipped is not None]
+    if rows:
+        r = rows[0]
+        idle = "-" if r.idle_watts is None else f"{r.idle_watts:.2f} W"
+        base = next((x.baseline for x in rows if x.baseline), None)
+        lines.append(f"batch {r.batch}, size {r.size}; idle {idle}; power: {r.power_source}"
+                     + (f"; ratios over {base}" if base else ""))
+    return "\n".join(lines)
+
+
+def write_results(rows: list[BenchRow], out_dir: Path, title: str) -> list[Path]:
+    """bench.json (the rows), bench.csv and bench.png (images/s and J/image per engine) in `out_dir`."""
+    from .charts import bench_chart
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "bench.json", out_dir / "bench.csv", out_dir / "bench.png"]
+    paths[0].write_text(json.dumps([r.to_json() for r in rows], indent=2) + "\n")
+    with paths[1].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(r.to_json() for r in rows)
+    bench_chart([r for r in rows if r.skipped is None], paths[2], title)
+    return paths

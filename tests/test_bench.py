@@ -1,0 +1,161 @@
+"""`mbunet bench` on a tiny random model: JSON schema, agreement, skipped engines, J/image arithmetic.
+
+No timing assertions: speed is shown by the benchmark itself, never by a unit test.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+
+import pytest
+
+from pipeline import bench
+from pipeline.arch import Architecture
+from pipeline.engines import base
+from pipeline.errors import ConfigError, MbunetError
+from pipeline.export import random_quantized_model
+from pipeline.modelfile import save_model
+from pipeline.power import EnergyMeasurement, PowerMeter
+
+ROW_KEYS = {"engine", "batch", "size", "images_per_s", "ms_median", "ms_p5", "ms_p95", "agree_with_reference",
+            "watts", "joules_per_image", "idle_watts", "power_source", "speedup", "energy_ratio"}
+SETTINGS = bench.BenchSettings(batch=2, iters=3, warmup=1, idle_seconds=0)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return random_quantized_model(Architecture(width=8, input_size=(32, 32)), seed=3, name="tiny")
+
+
+def engines_here() -> list[str]:
+    """reference, plus torch-fp32 once its module exists (the bench must run both)."""
+    return ["reference"] + (["torch-fp32"] if "torch-fp32" in base.list_engines() else [])
+
+
+class FixedMeter(PowerMeter):
+    """A meter whose every window measured `joules` over `seconds`, idle `idle` W."""
+
+    def __init__(self, joules: float, seconds: float, idle: float) -> None:
+        super().__init__(None, "")
+        self.joules, self.seconds, self.idle, self.windows = joules, seconds, idle, 0
+
+    source = "fixed"
+    available = True
+
+    def begin_window(self) -> None:
+        self.windows += 1
+
+    def end_window(self) -> EnergyMeasurement:
+        return EnergyMeasurement(self.seconds, self.joules, self.joules / self.seconds, 10)
+
+    def measure_idle(self, seconds: float) -> float:
+        return self.idle
+
+
+def test_rows_schema_and_reference_agreement(tiny):
+    frames = bench.random_frames(tiny.arch.input_size, SETTINGS.batch, seed=0)
+    rows, notes = bench.run_bench(tiny, frames, engines_here(), SETTINGS, PowerMeter(None, "no source in test"))
+    assert [r.engine for r in rows] == engines_here()
+    for r in rows:
+        d = r.to_json()
+        assert ROW_KEYS <= set(d) and d["size"] == "32x32" and d["batch"] == 2 and d["skipped"] is None
+        assert d["ms_p5"] <= d["ms_median"] <= d["ms_p95"]
+        assert d["images_per_s"] == pytest.approx(2e3 / d["ms_median"])
+        assert d["watts"] is None and d["joules_per_image"] is None and d["power_source"].startswith("none: ")
+        assert 0.0 <= d["agree_with_reference"] <= 1.0
+    assert rows[0].agree_with_reference == 1.0
+    if len(rows) == 1:
+        assert any("no baseline" in n for n in notes)
+
+
+def test_joules_per_image_and_ratios(tiny):
+    frames = bench.random_frames(tiny.arch.input_size, SETTINGS.batch, seed=0)
+    meter = FixedMeter(joules=12.0, seconds=2.0, idle=3.5)
+    settings = replace(SETTINGS, idle_seconds=5.0)  # FixedMeter answers at once
+    rows, _ = bench.run_bench(tiny, frames, ["reference"], settings, meter)
+    r = rows[0]
+    assert meter.windows == 1
+    assert r.joules_per_image > 0
+    assert r.watts == pytest.approx(6.0) and r.idle_watts == 3.5 and r.power_source == "fixed"
+
+
+def test_joules_per_image_is_window_watts_times_timed_seconds():
+    row = bench.BenchRow("cpu", 3, "32x32")
+    meter = FixedMeter(joules=12.0, seconds=2.0, idle=0.0)
+    bench.add_energy(row, meter.end_window(), timed_s=1.5, images=6, meter=meter)
+    assert row.watts == 6.0 and row.joules_per_image == pytest.approx(6.0 * 1.5 / 6)
+    none = PowerMeter(None, "nothing here")
+    bench.add_energy(row := bench.BenchRow("cpu", 1, "32x32"), none.end_window(), 1.0, 1, none)
+    assert row.watts is None and row.joules_per_image is None and row.power_source == "none: nothing here"
+
+
+def test_ratios_over_the_first_measured_baseline():
+    rows = [bench.BenchRow("torch-fp32", 1, "32x32", images_per_s=10.0, joules_per_image=2.0),
+            bench.BenchRow("torch-fp16", 1, "32x32", skipped="needs CUDA"),
+            bench.BenchRow("cpu", 1, "32x32", images_per_s=40.0, joules_per_image=0.5),
+            bench.BenchRow("cuda", 1, "32x32", images_per_s=80.0)]
+    bench.add_ratios(rows)
+    assert [r.speedup for r in rows] == [1.0, None, 4.0, 8.0]
+    assert [r.energy_ratio for r in rows] == [1.0, None, 4.0, None]
+    assert rows[2].baseline == "torch-fp32" and rows[1].baseline is None
+
+
+def test_unavailable_engine_is_listed_with_reason(tiny, monkeypatch):
+    class Nowhere(base.Engine):
+        name = "nowhere"
+
+        @classmethod
+        def unavailable(cls, model=None):
+            return "needs a GPU with sm_80 (none here)"
+
+        def load(self, model):
+            raise AssertionError("must not load")
+
+        def segment_bits(self, frames, keep_bits=True):
+            raise AssertionError("must not run")
+
+    monkeypatch.setitem(base._REGISTRY, "nowhere", Nowhere)
+    frames = bench.random_frames(tiny.arch.input_size, 1, seed=0)
+    rows, _ = bench.run_bench(tiny, frames, ["nowhere"], SETTINGS, PowerMeter(None, "x"))
+    assert rows[0].skipped == "needs a GPU with sm_80 (none here)" and rows[0].images_per_s is None
+    assert "nowhere: not run: needs a GPU with sm_80" in bench.format_table(rows)
+
+
+def test_bad_arguments_are_one_line_errors():
+    with pytest.raises(MbunetError, match="unknown engine 'warp-drive'"):
+        bench.check_engine_names(["reference", "warp-drive"])
+    with pytest.raises(ConfigError, match="multiples of 16"):
+        bench.parse_size("30x32")
+    with pytest.raises(ConfigError, match="WxH"):
+        bench.parse_size("big")
+    assert bench.parse_size("64x32") == (32, 64)
+
+
+def test_auto_is_the_engine_auto_would_pick(tiny):
+    assert bench.resolve_auto(["auto", "reference"], tiny) == [base.choose_engine(tiny).name, "reference"]
+
+
+def test_size_draws_a_random_model_of_the_same_architecture(tiny):
+    m = bench.bench_model(tiny, (48, 64), seed=1)
+    assert m.arch.input_size == (48, 64) and m.arch.width == tiny.arch.width
+    assert bench.bench_model(tiny, (32, 32), seed=1) is tiny
+
+
+def test_cli_writes_json_csv_png(tiny, tmp_path, capsys):
+    from app.cli import main
+
+    path = save_model(tmp_path / "tiny.safetensors", tiny.arch, tiny.arrays, {"name": "tiny"})
+    out = tmp_path / "res"
+    argv = ["bench", "--model", str(path), "--engines", "reference", "--iters", "2", "--warmup", "1",
+            "--idle-seconds", "0", "--json", "--out", str(out), "--sysfs-root", str(tmp_path / "nosys")]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((out / "bench.json").read_text())
+    assert printed[0]["engine"] == "reference" and printed[0]["agree_with_reference"] == 1.0
+    assert "sysfs root" in printed[0]["power_source"] and printed[0]["watts"] is None
+    with (out / "bench.csv").open() as f:
+        assert [r["engine"] for r in csv.DictReader(f)] == ["reference"]
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(argv[:4] + ["reference,warp-drive"] + argv[5:]) == 2
+    assert "unknown engine 'warp-drive'" in capsys.readouterr().err

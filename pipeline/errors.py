@@ -32,3 +32,9 @@ class KernelBuildError(MbunetError):
 
 class DataError(MbunetError):
     """A training or evaluation data set is missing, empty or inconsistent (images vs masks)."""
+
+
+def short_reason(e: BaseException, limit: int = 160) -> str:
+    """First line of a library's exception message, cut to `limit` characters, for one-line user errors."""
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."

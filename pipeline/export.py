@@ -160,3 +160,32 @@ def export_model(model, arch: Architecture, card: dict, path) -> Path:
         arrays = {k: v.detach().float().numpy() for k, v in model.state_dict().items()
                   if v.dtype.is_floating_point}
     return save_model(path, arch, arrays, card)
+
+
+def export_checkpoint(checkpoint, path, name: str | None = None) -> Path:
+    """A training checkpoint (mbunet train) -> a model file, as the network stands at quant mix 1.
+
+    The card records the recipe and steps; validation scores are those of `mbunet train`'s own exports, so a
+    checkpoint exported by hand carries none (run `mbunet eval` on it).
+    """
+    import torch
+
+    from .errors import MbunetError
+    from .nn import UNet, set_quant_mix
+    from .train.config import config_from_dict
+    from .train.trainer import read_checkpoint
+
+    state = read_checkpoint(checkpoint)
+    cfg = config_from_dict(state["config"], f"{checkpoint} (stored recipe)")
+    arch = cfg.model.architecture()
+    model = UNet(arch)
+    try:
+        model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v
+                               for k, v in state["model"].items()})
+    except RuntimeError as e:
+        raise MbunetError(f"checkpoint {checkpoint}: weights do not fit its recipe's architecture") from e
+    set_quant_mix(model, 1.0)
+    card = {"name": name or Path(path).stem,
+            "training": {"recipe": cfg.to_json(), "steps": int(state["step"]),
+                         "seconds": round(float(state.get("seconds", 0))), "checkpoint": str(checkpoint)}}
+    return export_model(model, arch, card, path)

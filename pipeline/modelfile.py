@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .arch import Architecture, plan
-from .errors import ModelFileError
+from .errors import ModelFileError, short_reason
 
 FORMAT = "mbunet"
 FORMAT_VERSION = 1
@@ -155,7 +155,7 @@ def read_card(path: str | Path) -> dict:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for bad headers and truncation
-        raise ModelFileError(f"{path}: not a readable model file ({_first_line(e)})") from e
+        raise ModelFileError(f"{path}: not a readable model file ({short_reason(e)})") from e
     if HEADER_KEY not in meta:
         raise ModelFileError(f"{path}: a safetensors file without an mbunet card (not an mbunet model)")
     try:
@@ -181,7 +181,7 @@ def load_model(ref: str | Path) -> ModelFile:
     try:
         arrays = load_file(str(path))
     except Exception as e:
-        raise ModelFileError(f"{path}: arrays cannot be read, file truncated or corrupt ({_first_line(e)})") from e
+        raise ModelFileError(f"{path}: arrays cannot be read, file truncated or corrupt ({short_reason(e)})") from e
     try:
         norm = card.get("normalization", {})
         arch = Architecture.from_json(card["architecture"], norm.get("mean", (0.485, 0.456, 0.406)),
@@ -206,7 +206,3 @@ def _check_arrays(arrays: dict, expected: dict, where: object = "model") -> None
         if str(a.dtype) != dtype or tuple(a.shape) != shape:
             raise ModelFileError(f"{where}: array {name} is {a.dtype}{list(a.shape)}, "
                                  f"the architecture expects {dtype}{list(shape)}")
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]

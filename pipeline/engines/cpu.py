@@ -7,7 +7,7 @@ load() rewrites every weight array once into the layout its kernel wants, under 
                       then runs the one-popcount form; the choice is made from the bits, not the card.
   <conv>.threshold    int64 bound [groups, Cout] = threshold + C, with C = sum popc(pos) - popc(neg) (see
                       cudakernels/cpu/binconv.py for the derivation); groups = 1 (3x3) or 4 taps (2x2 transposed).
-  in.0.weight         int32 [9, 3, C];   out.weight = 2*W^T int32 [Cin, classes];   out.bias = b - sum W.
+  in.0.weight         int32 [9, 3, C];   out.weight = 2*W int32 [classes, Cin];   out.bias = b - sum W.
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def prepare_weights(steps: list[Step], arrays: dict[str, np.ndarray]) -> dict[st
             out.update({key(k): v for k, v in prepared.items()})
         elif s.op == "output":
             w = arrays[key("weight")].astype(np.int64)
-            out[key("weight")] = np.ascontiguousarray(2 * w.T).astype(np.int32)
+            out[key("weight")] = (2 * w).astype(np.int32)
             out[key("bias")] = (arrays[key("bias")] - w.sum(1)).astype(np.int32)
     return out
 

@@ -264,14 +264,15 @@ class Runner:
             if bar is not None:
                 bar.update(tel.frames - bar.n)
                 bar.set_postfix_str(tel.status_line().split(" | ", 1)[1], refresh=False)
-            elif opts.progress:
-                print("\r" + tel.status_line(), end="", file=sys.stderr, flush=True)
+            elif opts.progress:  # a terminal gets one updating line; a log file (drone, service) a line each time
+                tty = sys.stderr.isatty()
+                print(("\r" if tty else "") + tel.status_line(), end="" if tty else "\n", file=sys.stderr, flush=True)
         for t in threads:
             t.join()
         if bar is not None:
             bar.update(tel.frames - bar.n)
             bar.close()
-        elif opts.progress and tel.frames:
+        elif opts.progress and tel.frames and sys.stderr.isatty():
             print(file=sys.stderr)
 
 

@@ -45,12 +45,10 @@ def resolve_model(ref: str) -> modelfile.ModelFile:
         except ValueError as e:
             raise ModelFileError(f"--model {ref}: {e}") from e
         return random_quantized_model(arch, seed=0, name=f"random-w{width}-{size[0]}x{size[1]}")
-    if not ref:
-        ref = getattr(modelfile, "DEFAULT_MODEL", "")
-        if not ref:
-            raise ModelFileError("no default model is shipped in weights/ yet; pass --model PATH "
-                                 "(or --model random for an untrained smoke test)")
-    return modelfile.load_model(ref)
+    if not ref and modelfile.DEFAULT_MODEL not in modelfile.shipped_names():
+        raise ModelFileError(f"the default model {modelfile.DEFAULT_MODEL} is not in {modelfile.WEIGHTS_DIR}; "
+                             f"pass --model PATH (or --model random for an untrained smoke test)")
+    return modelfile.load_model(ref or modelfile.DEFAULT_MODEL)
 
 
 def make_run_dir(root: str) -> Path:
@@ -72,9 +70,9 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None, progress: b
     headless = config.headless
     if not headless and not display_available():
         headless = True
-        wanted = any(parse_uri(o, "output").scheme == "display" for o in config.outputs)
-        if wanted:
-            log("warning: no DISPLAY: running headless, the display:// output is skipped")
+        log("warning: no DISPLAY or WAYLAND_DISPLAY: running headless (no window)")
+    if headless and any(parse_uri(o, "output").scheme == "display" for o in config.outputs):
+        log("warning: headless: the display:// output is skipped")
     src_cfg = config.source
     source = open_source(src_cfg.uri, SourceOptions(src_cfg.width, src_cfg.height, src_cfg.rate, src_cfg.loop,
                                                     src_cfg.open_timeout_s, src_cfg.read_timeout_s,
@@ -95,24 +93,32 @@ def _run_source(config: RunConfig, source, headless: bool, log, progress: bool) 
     engine = create_engine(config.engine, model)
     log(f"model: {model.name} ({model.kind}, input {model.arch.input_size[1]}x{model.arch.input_size[0]}); "
         f"engine: {engine.name} ({reason})")
-    run_dir = make_run_dir(config.run_dir)
-    sinks = FanOut(_open_outputs(config, run_dir, headless, source.fps or 25.0))
     try:
-        telemetry = Telemetry(config.telemetry.fps_window_s, _power_meter(config, log))
-        annotator = create_annotator(config.overlay.style, model.labels, config.overlay.alpha, config.overlay.blur,
-                                     config.overlay.color, config.overlay.thickness)
-        options = RunOptions(config.fit, config.batch, config.queue_size, config.source.max_frames,
-                             config.source.loop, config.source.rate, config.telemetry.status_interval_s, progress)
-        runner = Runner(source, engine, annotator, sinks, telemetry, options)
-        error: BaseException | None = None
-        try:
-            runner.run()
-        except BaseException as e:  # summary first, then the error
-            error = e
+        return _run_engine(config, source, model, engine, headless, log, progress)
+    finally:
+        engine.close()
+
+
+def _run_engine(config: RunConfig, source, model, engine, headless: bool, log, progress: bool) -> dict:
+    annotator = create_annotator(config.overlay.style, model.labels, config.overlay.alpha, config.overlay.blur,
+                                 config.overlay.color, config.overlay.thickness)
+    run_dir = make_run_dir(config.run_dir)
+    outputs = _open_outputs(config, run_dir, headless, source.fps or 25.0)
+    sinks = FanOut(list(outputs.values()))
+    telemetry = Telemetry(config.telemetry.fps_window_s, _power_meter(config, log))
+    options = RunOptions(config.fit, config.batch, config.queue_size, config.source.max_frames, config.source.loop,
+                         config.source.rate, config.telemetry.status_interval_s, progress)
+    runner = Runner(source, engine, annotator, sinks, telemetry, options)
+    error: BaseException | None = None
+    try:
+        runner.run()
+    except BaseException as e:  # the summary is written first, then the error is raised
+        error = e
     finally:
         sinks.close()
-        engine.close()
-    summary = _summary(config, source, model, engine, sinks, run_dir, telemetry, runner.stop.is_set(), error)
+    summary = _summary(config, source, model, engine, list(outputs), run_dir, telemetry, runner.stop.is_set(), error)
+    if telemetry.meter is not None:
+        telemetry.meter.close()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if error is not None:
         raise error
@@ -121,18 +127,19 @@ def _run_source(config: RunConfig, source, headless: bool, log, progress: bool) 
     return summary
 
 
-def _open_outputs(config: RunConfig, run_dir: Path, headless: bool, fps: float) -> list:
-    outputs = list(config.outputs) or [str(run_dir / "overlay.mkv")] + ([] if headless else ["display://0"])
+def _open_outputs(config: RunConfig, run_dir: Path, headless: bool, fps: float) -> dict:
+    """Output URI -> open sink (display sinks left out when headless)."""
+    wanted = list(config.outputs) or [str(run_dir / "overlay.mkv")] + ([] if headless else ["display://0"])
     if config.telemetry.jsonl:
-        outputs.append(str(run_dir / "telemetry.jsonl"))
-    sinks = []
+        wanted.append(str(run_dir / "telemetry.jsonl"))
+    sinks: dict = {}
     try:
-        for out in outputs:
+        for out in wanted:
             sink = open_sink(out, fps)
             if not (headless and sink.needs_display):
-                sinks.append(sink)
+                sinks[out] = sink
     except BaseException:
-        FanOut(sinks).close()
+        FanOut(list(sinks.values())).close()
         raise
     return sinks
 
@@ -147,13 +154,13 @@ def _power_meter(config: RunConfig, log):
     return meter
 
 
-def _summary(config, source, model, engine, sinks, run_dir, telemetry, stopped, error) -> dict:
+def _summary(config, source, model, engine, outputs, run_dir, telemetry, stopped, error) -> dict:
     summary = telemetry.summary()
     summary.update({
         "run_dir": str(run_dir), "source": str(source.uri), "live": bool(source.live),
         "model": model.name, "engine": engine.name, "fit": config.fit, "batch": config.batch,
         "overlay": config.overlay.style,
-        "outputs": [getattr(s, "path", None) and str(s.path) or type(s).__name__ for s in sinks.sinks],
+        "outputs": outputs,
         "stopped_early": stopped, "error": str(error) if error else source.problem,
     })
     return summary

@@ -1,0 +1,145 @@
+"""Run presets: YAML -> frozen dataclasses; unknown keys and wrong types are rejected with one line.
+
+`load_config(path)` reads a preset (configs/desktop.yaml, ...); `override(config, {"source.width": 640})` applies
+command-line flags on top (dotted names, the same keys as the YAML). No raw dicts travel past this module.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+SAMPLE_CLIP = Path(__file__).resolve().parent.parent / "samples" / "bikes-street.mp4"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where frames come from; 0 means "the source's own" for width/height/rate and "no limit" for max_frames."""
+
+    uri: str = str(SAMPLE_CLIP)
+    width: int = 0
+    height: int = 0
+    rate: float = 0.0
+    loop: bool = False
+    max_frames: int = 0
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 5.0
+    rtsp_transport: str = "tcp"  # tcp or udp (some servers offer only one)
+    reconnect: bool = True
+    backoff_s: float = 0.5
+    backoff_max_s: float = 8.0
+    give_up_s: float = 0.0  # live source lost for longer than this ends the run; 0 = retry for ever
+
+
+@dataclass(frozen=True)
+class OverlayConfig:
+    style: str = "overlay"     # overlay, mask, side-by-side, blur, replace, contours
+    alpha: float = 0.5
+    blur: int = 31
+    color: tuple[int, int, int] = (0, 0, 0)  # background colour for style "replace", RGB
+    thickness: int = 2
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    jsonl: bool = True          # write runs/<ts>/telemetry.jsonl beside the outputs
+    status_interval_s: float = 1.0
+    fps_window_s: float = 2.0
+    power: bool = True          # read a power meter when one is available
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    model: str = ""             # path or shipped name; "" = the default shipped model
+    engine: str = "auto"
+    fit: str = "letterbox"      # letterbox or resize
+    batch: int = 1              # frames per engine call (files only; live sources always use 1)
+    queue_size: int = 4         # frames buffered between stages (files); live sources keep only the newest
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    outputs: tuple[str, ...] = ()  # () = runs/<ts>/overlay.mkv (+ a window when a display is available)
+    headless: bool = False
+    run_dir: str = "runs"       # summary.json (and default outputs) go to <run_dir>/<timestamp>/
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+
+    def __post_init__(self) -> None:
+        if self.batch < 1 or self.queue_size < 1:
+            raise ConfigError(f"batch and queue_size must be >= 1, got {self.batch} and {self.queue_size}")
+        if self.fit not in ("letterbox", "resize"):
+            raise ConfigError(f"fit must be letterbox or resize, got {self.fit!r}")
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """A preset by path or by name (desktop, jetson-orin, drone)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file() and (CONFIG_DIR / f"{p.name}.yaml").is_file():
+        p = CONFIG_DIR / f"{p.name}.yaml"
+    if not p.is_file():
+        names = ", ".join(sorted(q.stem for q in CONFIG_DIR.glob("*.yaml")))
+        raise ConfigError(f"config not found: {path} (not a file, and not a preset: {names})")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from e
+    return _build(RunConfig, data, str(p))
+
+
+def override(config: RunConfig, values: dict[str, object]) -> RunConfig:
+    """Replace dotted fields ("source.width") with command-line values (None values are ignored)."""
+    for key, value in values.items():
+        if value is None:
+            continue
+        head, _, rest = key.partition(".")
+        if rest:
+            inner = override(getattr(config, head), {rest: value})
+            config = dataclasses.replace(config, **{head: inner})
+        else:
+            config = dataclasses.replace(config, **{head: _coerce(_hints(type(config))[head], value, key, "flag")})
+    return config
+
+
+def _build(cls: type, data: object, where: str, prefix: str = ""):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'top level'} must be a mapping, "
+                          f"got {type(data).__name__}")
+    hints = _hints(cls)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {prefix}{unknown[0]!s}; valid: {', '.join(hints)}")
+    kwargs = {}
+    for key, value in data.items():
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, where, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(tp, value, f"{prefix}{key}", where)
+    return cls(**kwargs)
+
+
+def _hints(cls: type) -> dict[str, object]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(tp: object, value: object, key: str, where: str) -> object:
+    """Check a value against a field type (int, float, bool, str, tuple[...]); ints are accepted as floats."""
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: {key} must be a list, got {value!r}")
+        if args and args[-1] is not Ellipsis and len(value) != len(args):
+            raise ConfigError(f"{where}: {key} must have {len(args)} entries, got {len(value)}")
+        item = [args[0]] * len(value) if args and args[-1] is Ellipsis else list(args)
+        return tuple(_coerce(t, v, key, where) for t, v in zip(item, value))
+    ok = (isinstance(value, bool) if tp is bool else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float else
+          isinstance(value, int) and not isinstance(value, bool) if tp is int else isinstance(value, tp))
+    if not ok:
+        raise ConfigError(f"{where}: {key} must be {tp.__name__}, got {value!r}")
+    return float(value) if tp is float else value

@@ -1,0 +1,76 @@
+"""Frame <-> model-input geometry as pure functions (arrays in, arrays out; no I/O).
+
+The engines take uint8 RGB frames at the model's input size: the bit engines fold the normalisation into their
+first layer, and the torch engines normalise with the card's mean/std themselves, so preprocessing here is only
+geometry and channel order. `fit="resize"` stretches the frame; `fit="letterbox"` keeps its aspect ratio and pads
+with black. `mask_to_frame` undoes either, so masks line up with the original frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FITS = ("letterbox", "resize")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the frame's content lies in the model input: rows y0:y1, columns x0:x1 of an `input_size` canvas."""
+
+    frame_size: tuple[int, int]   # (height, width) of the source frame
+    input_size: tuple[int, int]   # (height, width) of the model input
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+
+def geometry(frame_size: tuple[int, int], input_size: tuple[int, int], fit: str = "letterbox") -> Geometry:
+    """The placement of a frame of `frame_size` in the model input."""
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+    fh, fw = frame_size
+    ih, iw = input_size
+    if fit == "resize":
+        return Geometry(frame_size, input_size, 0, ih, 0, iw)
+    scale = min(ih / fh, iw / fw)
+    h, w = max(1, round(fh * scale)), max(1, round(fw * scale))
+    y0, x0 = (ih - h) // 2, (iw - w) // 2
+    return Geometry(frame_size, input_size, y0, y0 + h, x0, x0 + w)
+
+
+def to_model_input(frame_bgr: np.ndarray, geo: Geometry, out: np.ndarray | None = None) -> np.ndarray:
+    """BGR frame -> RGB uint8 [H, W, 3] at the model input size, written into `out` when given (no extra copy)."""
+    import cv2
+
+    if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 BGR frame [H, W, 3], got {frame_bgr.dtype}{list(frame_bgr.shape)}")
+    ih, iw = geo.input_size
+    if out is None:
+        out = np.empty((ih, iw, 3), np.uint8)
+    h, w = geo.y1 - geo.y0, geo.x1 - geo.x0
+    interp = cv2.INTER_AREA if h < frame_bgr.shape[0] else cv2.INTER_LINEAR
+    if (h, w) == (ih, iw):
+        cv2.resize(frame_bgr, (iw, ih), dst=out, interpolation=interp)
+        cv2.cvtColor(out, cv2.COLOR_BGR2RGB, dst=out)
+        return out
+    out[:geo.y0] = 0
+    out[geo.y1:] = 0
+    out[:, :geo.x0] = 0
+    out[:, geo.x1:] = 0
+    out[geo.y0:geo.y1, geo.x0:geo.x1] = cv2.resize(frame_bgr, (w, h), interpolation=interp)[..., ::-1]
+    return out
+
+
+def mask_to_frame(mask: np.ndarray, geo: Geometry) -> np.ndarray:
+    """Model-size class mask -> frame-size mask (crop the letterbox, nearest-neighbour resize)."""
+    import cv2
+
+    if mask.shape != geo.input_size:
+        raise ValueError(f"expected a mask of {geo.input_size}, got {mask.shape}")
+    inner = mask[geo.y0:geo.y1, geo.x0:geo.x1]
+    fh, fw = geo.frame_size
+    if inner.shape == (fh, fw):
+        return np.ascontiguousarray(inner)
+    return cv2.resize(inner, (fw, fh), interpolation=cv2.INTER_NEAREST)

@@ -1,0 +1,62 @@
+"""Frame <-> model input geometry: letterbox/resize, channel order, and mapping masks back."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.preprocess import geometry, mask_to_frame, to_model_input
+
+
+def test_letterbox_geometry_keeps_aspect_and_centres():
+    geo = geometry((272, 640), (256, 256), "letterbox")
+    assert (geo.x0, geo.x1) == (0, 256)
+    assert geo.y1 - geo.y0 == round(272 * 256 / 640)
+    assert geo.y0 == (256 - (geo.y1 - geo.y0)) // 2
+
+
+def test_resize_geometry_fills_the_input():
+    geo = geometry((272, 640), (64, 32), "resize")
+    assert (geo.y0, geo.y1, geo.x0, geo.x1) == (0, 64, 0, 32)
+    with pytest.raises(ValueError, match="fit must be one of"):
+        geometry((10, 10), (16, 16), "crop")
+
+
+def test_bgr_becomes_rgb_and_padding_is_black():
+    frame = np.zeros((20, 80, 3), np.uint8)
+    frame[..., 0] = 200  # pure blue in BGR
+    geo = geometry(frame.shape[:2], (32, 32), "letterbox")
+    out = to_model_input(frame, geo)
+    content = out[geo.y0:geo.y1, geo.x0:geo.x1]
+    assert (content[..., 2] == 200).all() and (content[..., :2] == 0).all()
+    assert (out[:geo.y0] == 0).all() and (out[geo.y1:] == 0).all()
+
+
+def test_writes_into_the_given_buffer():
+    frame = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    batch = np.full((2, 32, 32, 3), 7, np.uint8)
+    for fit in ("resize", "letterbox"):
+        out = to_model_input(frame, geometry(frame.shape[:2], (32, 32), fit), batch[1])
+        assert np.shares_memory(out, batch)
+        assert (batch[0] == 7).all()  # the other slot is untouched
+
+
+def test_rejects_non_bgr_frames():
+    with pytest.raises(ValueError, match=r"expected a uint8 BGR frame \[H, W, 3\], got float32"):
+        to_model_input(np.zeros((8, 8, 3), np.float32), geometry((8, 8), (16, 16)))
+
+
+@pytest.mark.parametrize("fit", ["letterbox", "resize"])
+def test_mask_maps_back_onto_the_frame(fit):
+    """A region marked in frame coordinates survives frame -> model input -> mask -> frame."""
+    frame_size, input_size = (90, 160), (64, 64)
+    geo = geometry(frame_size, input_size, fit)
+    frame = np.zeros((*frame_size, 3), np.uint8)
+    frame[30:60, 40:120] = 255
+    model_in = to_model_input(frame, geo)
+    mask = (model_in[..., 0] > 127).astype(np.uint8)  # a perfect "segmenter"
+    back = mask_to_frame(mask, geo)
+    assert back.shape == frame_size
+    truth = frame[..., 0] > 127
+    assert (back.astype(bool) == truth).mean() > 0.97
+    with pytest.raises(ValueError, match="expected a mask of"):
+        mask_to_frame(np.zeros((10, 10), np.uint8), geo)

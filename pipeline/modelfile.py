@@ -12,6 +12,7 @@ Quantized arrays (integer maths of DESIGN section 4, thresholds already folded f
   <conv>.threshold int32 [Cout]                   out bit = dot >= threshold
   out.weight     int32  [classes, Cin]           logit = sum_c weight*a_c + bias, a_c = ±1
   out.bias       int32  [classes]
+Full-precision models hold the PyTorch state dict of pipeline.nn.UNet in float16 (checked by the torch engine).
 Channels whose BatchNorm gamma was negative have had their weights negated and are listed in the card's
 "flipped_channels"; channels with gamma == 0 get a threshold of -2**30 (always +1) or 2**30 (always -1).
 """

@@ -117,7 +117,7 @@ class _TorchEngine(Engine):
             from ..nn import UNet
 
             net = UNet(model.arch)
-            missing, unexpected = net.load_state_dict({k: torch.from_numpy(v) for k, v in model.arrays.items()},
+            missing, unexpected = net.load_state_dict({k: torch.from_numpy(v).float() for k, v in model.arrays.items()},
                                                       strict=False)
             missing = [k for k in missing if not k.endswith("num_batches_tracked")]  # int counters not exported
             if missing or unexpected:

@@ -233,11 +233,13 @@ class Runner:
                 tel.add_stage(stage, ms)
             e2e = (t1 - item.t_capture) * 1e3
             fps = tel.frame_done(e2e)
+            tel.watts()
             self.sinks.record({
                 "frame": item.index, "t": round(item.t_wall, 6),
                 "stages_ms": {k: round(v, 3) for k, v in item.ms.items()}, "e2e_ms": round(e2e, 3),
                 "fps": round(fps, 3), "drops": tel.drops, "corrupt": tel.corrupt, "reconnects": tel.reconnects,
                 "foreground": round(float(np.count_nonzero(item.mask)) / item.mask.size, 5), "watts": tel.last_watts,
+                "j_per_frame": tel.joules_per_frame(fps),
             })
             if self.sinks.stop_requested:
                 self.stop.set()
@@ -260,7 +262,6 @@ class Runner:
             if now - last_status < opts.status_interval_s:
                 continue
             last_status = now
-            tel.watts()
             if bar is not None:
                 bar.update(tel.frames - bar.n)
                 bar.set_postfix_str(tel.status_line().split(" | ", 1)[1], refresh=False)

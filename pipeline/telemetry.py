@@ -16,6 +16,7 @@ JSON-lines schema (one object per frame written by the `jsonl` sink, in output o
     reconnects   int    live source reconnects so far
     foreground   float  share of pixels whose class is not 0 (background)
     watts        float|null  latest power reading (null when no power source is readable)
+    j_per_frame  float|null  watts / fps: energy per frame at the current rate (null without power or FPS)
 
 Summary (`summary()`, written as summary.json): frames, drops, corrupt, reconnects, wall_s, fps (frames/wall),
 stages_ms and e2e_ms each {p50, p95, mean, max, n}, and power {source, avg_watts, joules, j_per_frame} or null.
@@ -76,7 +77,7 @@ class Telemetry:
         self._end: float | None = None
         if self.meter is not None:
             self.meter.begin_window()
-        self.last_watts: float | None = None  # updated by watts(), read by the per-frame records
+        self.last_watts: float | None = None  # updated by watts() once per frame, read by status and records
         self._last_e2e = 0.0
 
     def add_stage(self, stage: str, ms: float) -> None:
@@ -106,10 +107,10 @@ class Telemetry:
         return (len(self._done) - 1) / span
 
     def watts(self) -> float | None:
-        """Latest power reading (read on demand; None without a meter)."""
+        """Latest power from the run's energy window (sampled in the meter's thread; None without a meter)."""
         if self.meter is None:
             return None
-        watts = self.meter.read().watts  # None when this read failed: keep showing the last good value
+        watts = self.meter.latest_watts()  # None before the first sample: keep showing the last good value
         if watts is not None:
             self.last_watts = float(watts)
         return self.last_watts
@@ -118,10 +119,17 @@ class Telemetry:
         with self._lock:
             return self._fps_locked(time.perf_counter())
 
+    def joules_per_frame(self, fps: float) -> float | None:
+        """Energy per frame at the current rate: latest W / windowed FPS (the run's exact J/frame is in summary)."""
+        if self.last_watts is None or fps <= 0:
+            return None
+        return self.last_watts / fps
+
     def status_line(self) -> str:
         """One line for the terminal: FPS, per-stage mean ms, latest e2e latency, drops, watts."""
         with self._lock:
-            parts = [f"{self.frames} frames", f"{self._fps_locked(time.perf_counter()):.1f} FPS"]
+            fps = self._fps_locked(time.perf_counter())
+            parts = [f"{self.frames} frames", f"{fps:.1f} FPS"]
             for name in STAGES:
                 s = self.stages[name]
                 if s.n:
@@ -133,6 +141,9 @@ class Telemetry:
                 parts.append(f"corrupt {self.corrupt}")
         if self.last_watts is not None:
             parts.append(f"{self.last_watts:.1f} W")
+        jpf = self.joules_per_frame(fps)
+        if jpf is not None:
+            parts.append(f"{jpf:.3f} J/frame")
         return " | ".join(parts)
 
     def finish(self) -> None:

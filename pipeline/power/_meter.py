@@ -99,6 +99,13 @@ class PowerMeter:
             return PowerReading(self.source, None, {}, readable_error(e))
         return PowerReading(self.source, s.watts, s.rails)
 
+    def latest_watts(self) -> float | None:
+        """The newest power the open window's sampling thread recorded (no extra read; None before one)."""
+        for sample in reversed(self._samples[-4:]):
+            if sample.watts is not None:
+                return sample.watts
+        return None
+
     def begin_window(self) -> None:
         if self._thread is not None:
             raise RuntimeError("begin_window() called twice without end_window()")

@@ -5,3 +5,18 @@ import os
 # overlay and encode threads share the cores, spinning steals their time (measured on 2 loaded cores: the cpu
 # engine at 84 ms/frame from the main thread vs 23 ms with passive waiting). Set before any OpenMP runtime starts.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Public API, imported on first use so `import pipeline` stays cheap (no cv2/numba/torch until needed).
+_API = {
+    "load_model": "modelfile", "create_engine": "engines.base", "list_engines": "engines.base",
+    "choose_engine": "engines.base", "load_config": "config", "run": "session", "MbunetError": "errors",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{_API[name]}", __name__), name)

@@ -1,0 +1,86 @@
+"""`mbunet train`: train a U-Net (FP, binary or MBU-Net) from a YAML recipe on composites or image folders."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a model from a YAML recipe (configs/train-*.yaml); resumable; exports a model file"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="YAML", help="training recipe (default with --resume: the checkpoint's)")
+    p.add_argument("--stamps", metavar="DIR", help="RGBA cut-outs, with train/ and val/ subfolders")
+    p.add_argument("--backgrounds", metavar="DIR", help="background frames, with train/ and val/ subfolders")
+    p.add_argument("--images", metavar="DIR", help="training images (instead of composites)")
+    p.add_argument("--masks", metavar="DIR", help="training masks, same stems as --images, PNG")
+    p.add_argument("--val-images", metavar="DIR", help="validation images (default: hold out the last tenth)")
+    p.add_argument("--val-masks", metavar="DIR", help="validation masks")
+    p.add_argument("--steps", type=int, help="total steps (overrides the recipe; schedules scale with it)")
+    p.add_argument("--batch", type=int, help="images per step (overrides the recipe)")
+    p.add_argument("--lr", type=float, help="base learning rate (overrides the recipe)")
+    p.add_argument("--val-every", type=int, help="validate (and maybe export) every N steps")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (model, optimiser, step, rng)")
+    p.add_argument("--out", metavar="DIR", help="checkpoints and history (default runs/train/<name>)")
+    p.add_argument("--export", metavar="PATH", help="write the best fully quantized model here (.safetensors)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; 1 is often fastest on "
+                   "a shared machine, where extra threads only wait for each other)")
+    p.add_argument("--minutes", type=float, help="stop after this much wall time, with a checkpoint")
+    p.add_argument("--write-val", metavar="DIR", help="write the fixed composite validation set as DIR/images "
+                   "and DIR/masks (for `mbunet eval`) and exit without training")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (validation lines still print)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline.errors import ConfigError
+    from pipeline.train.config import load_config, override
+
+    if args.config:
+        cfg = load_config(args.config)
+    elif args.resume:
+        from pipeline.train.trainer import config_of_checkpoint
+        cfg = config_of_checkpoint(args.resume)
+    else:
+        raise ConfigError("give --config YAML (a training recipe), or --resume CKPT")
+    cfg = override(cfg, steps=args.steps, batch=args.batch, lr=args.lr, val_every=args.val_every)
+    if args.write_val:
+        return _write_val(args, cfg)
+
+    import torch
+
+    from pipeline.train.data import select_data
+    from pipeline.train.trainer import Trainer, pick_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    data = select_data(cfg, args.stamps, args.backgrounds, args.images, args.masks, args.val_images, args.val_masks)
+    trainer = Trainer(cfg, data, pick_device(args.device), args.out or Path("runs", "train", cfg.name))
+    if args.resume:
+        trainer.load(args.resume)
+    print(f"training {cfg.name} ({trainer.arch.model_kind}, width {cfg.model.width}, "
+          f"{cfg.model.input_size[0]}x{cfg.model.input_size[1]}) on {trainer.device} from step {trainer.step} "
+          f"of {cfg.train.steps}; data: {data.description}", flush=True)
+    last = trainer.fit(args.export, args.minutes, progress=not args.no_progress)
+    parts = [f"step {trainer.step}"]
+    if last is not None:
+        parts.append(f"last val dice {last.dice:.4f} iou {last.iou:.4f} f1 {last.f1:.4f}")
+    if trainer.best >= 0:
+        parts.append(f"best fully quantized val dice {trainer.best:.4f}")
+    parts.append(f"checkpoint {trainer.out / 'last.pt'}")
+    print("; ".join(parts))
+    return 0
+
+
+def _write_val(args: argparse.Namespace, cfg) -> int:
+    from pipeline.errors import DataError
+    from pipeline.train.data import composite_validation
+    from pipeline.train.folders import write_folder
+
+    if not (args.stamps and args.backgrounds):
+        raise DataError("--write-val needs --stamps DIR and --backgrounds DIR (the composite recipe)")
+    images, masks = composite_validation(args.stamps, args.backgrounds, cfg)
+    out = write_folder(args.write_val, images, masks)
+    print(f"wrote {len(images)} validation composites (seed {cfg.data.val_seed}) to {out}/images and {out}/masks")
+    return 0

@@ -1,0 +1,1 @@
+"""Training data (composites, image folders), losses, schedules, the trainer, evaluation and the masking sweep."""

@@ -1,0 +1,52 @@
+"""Markdown model card written next to an exported model, from the model file's own JSON card.
+
+Every figure in it comes from the card that export wrote (scores, steps, time, zero fractions), so the Markdown
+can never disagree with the model file it describes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..arch import LAYERS
+
+
+def card_markdown(card: dict) -> str:
+    arch, train = card["architecture"], card.get("training", {})
+    recipe = train.get("recipe", {})
+    t = recipe.get("train", {})
+    scores = card.get("scores", {})
+    masked = [n for n in LAYERS if arch.get("layer_kinds", {}).get(n) == "masked"]
+    h, w = arch["input_size"]
+    kind = card.get("kind", "?")
+    layers = ("full precision (ReLU, float weights)" if not arch["quantized"] else
+              f"binary activations; masked (-1/0/+1) layers: {', '.join(masked) or 'none'}; all others binary")
+    lines = [
+        f"# {card.get('name', '?')}",
+        "",
+        f"- kind: **{kind}**; U-Net width {arch['width']}, input {w}x{h} (WxH), {arch['classes']} class(es)",
+        f"- layers: {layers}",
+        f"- validation ({scores.get('val_images', '?')} images): Dice **{scores.get('val_dice', float('nan')):.4f}**, "
+        f"IoU {scores.get('val_iou', float('nan')):.4f}, pixel F1 {scores.get('val_f1', float('nan')):.4f} "
+        "(the exported function: quant mix 1, scored in PyTorch; the bit engines agree up to BatchNorm ties)",
+        f"- training: {train.get('steps', '?')} steps x batch {t.get('batch', '?')}"
+        + (f" (random {t['crop'][1]}x{t['crop'][0]} crops)" if t.get("crop") else "")
+        + f", {t.get('optimizer', '?')} lr {t.get('lr', '?')} ({t.get('lr_schedule', '?')}), grad clip "
+        f"{t.get('grad_clip', '?')}, BCE + Dice; {train.get('seconds', '?')} s on {train.get('device', '?')}",
+    ]
+    if arch["quantized"]:
+        lines.append(f"- schedule: FP warm-up {t.get('warmup', '?')} of the steps, then quant mix 0 -> 1 "
+                     f"({t.get('ramp_shape', '?')}) over {t.get('ramp', '?')}, then fully binary")
+    zeros = train.get("zero_fractions") or {}
+    if zeros:
+        lines.append("- zero weights per masked layer: " + ", ".join(f"{k} {v:.0%}" for k, v in zeros.items()))
+    lines += ["", f"Data: {train.get('data', 'not recorded')}", "",
+              "Reproduce: `mbunet train --config configs/<recipe>.yaml --stamps DIR --backgrounds DIR "
+              f"--export weights/{card.get('name', 'model')}.safetensors` (recipe stored in the model file's card)."]
+    return "\n".join(lines) + "\n"
+
+
+def write_card(model_path: str | Path, card: dict) -> Path:
+    """model.safetensors -> model.md beside it."""
+    path = Path(model_path).with_suffix(".md")
+    path.write_text(card_markdown(card))
+    return path

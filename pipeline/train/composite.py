@@ -1,0 +1,242 @@
+"""Composite training samples: RGBA cut-outs pasted onto random crops of real video frames.
+
+A sample is 1..k cut-outs (random scale, rotation, flip, colour jitter, blur, some partly off the edge, some
+partly hidden by an occluder) pasted onto a random crop of a background frame; the mask is the union of the
+pasted alphas (alpha > 127 = foreground) minus what an occluder covers. Sample `i` of a set depends only on
+(seed, i), so a validation set is fixed and a resumed training run sees the same stream it would have seen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclass(frozen=True)
+class CompositeRecipe:
+    """How samples are drawn. Fractions are of the output's shorter side unless said otherwise."""
+
+    size: tuple[int, int] = (144, 192)          # (height, width) of a sample
+    max_objects: int = 3
+    scale: tuple[float, float] = (0.3, 0.95)    # object's longer side / output's shorter side
+    max_rotation: float = 30.0                  # degrees, uniform in [-r, r]
+    flip_p: float = 0.5
+    jitter: float = 0.25                        # brightness / contrast / saturation / channel-gain strength
+    blur_p: float = 0.25                        # per object, and separately for the background
+    occlusion_p: float = 0.3                    # per sample: one occluder over part of one object
+    off_edge_p: float = 0.25                    # per object: centre anywhere, so part may leave the frame
+    crop: tuple[float, float] = (0.35, 1.0)     # background crop side / largest crop of the output's aspect
+
+
+def _imread(path: Path, flags: int) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), flags)
+    if img is None:
+        raise DataError(f"{path}: not a readable image")
+    return img
+
+
+def _files(folder: str | Path, suffixes: tuple[str, ...]) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
+    if not files:
+        raise DataError(f"{folder}: no {'/'.join(suffixes)} files")
+    return files
+
+
+def _limit(img: np.ndarray, max_side: int) -> np.ndarray:
+    import cv2
+
+    s = max_side / max(img.shape[:2])
+    if s >= 1:
+        return img
+    return cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def load_stamps(folder: str | Path, max_side: int = 384) -> list[np.ndarray]:
+    """RGBA cut-outs (RGB order), shrunk to at most `max_side` pixels."""
+    import cv2
+
+    stamps = []
+    for path in _files(folder, (".png",)):
+        img = _imread(path, cv2.IMREAD_UNCHANGED)
+        if img.ndim != 3 or img.shape[2] != 4:
+            raise DataError(f"{path}: a cut-out must be RGBA (alpha = mask), found shape {list(img.shape)}")
+        if not (img[..., 3] > 127).any():
+            raise DataError(f"{path}: the alpha channel has no foreground (no value > 127)")
+        stamps.append(_limit(cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA), max_side))
+    return stamps
+
+
+def load_backgrounds(folder: str | Path, max_side: int = 480) -> list[np.ndarray]:
+    """RGB background frames, shrunk to at most `max_side` pixels."""
+    import cv2
+
+    return [_limit(cv2.cvtColor(_imread(p, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), max_side)
+            for p in _files(folder, IMAGE_SUFFIXES)]
+
+
+class CompositeGenerator:
+    """Draws (image uint8 [H, W, 3] RGB, mask uint8 [H, W] in {0, 1}) samples."""
+
+    def __init__(self, stamps: list[np.ndarray], backgrounds: list[np.ndarray], recipe: CompositeRecipe) -> None:
+        if not stamps or not backgrounds:
+            raise DataError("a composite set needs at least one cut-out and one background")
+        if recipe.max_objects < 1:
+            raise DataError(f"max_objects must be >= 1, found {recipe.max_objects}")
+        self.stamps, self.backgrounds, self.recipe = stamps, backgrounds, recipe
+
+    @classmethod
+    def from_folders(cls, stamps: str | Path, backgrounds: str | Path,
+                     recipe: CompositeRecipe) -> "CompositeGenerator":
+        side = max(recipe.size)
+        return cls(load_stamps(stamps, max(256, 2 * side)), load_backgrounds(backgrounds, max(480, 3 * side)),
+                   recipe)
+
+    def item(self, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sample `index` of the set named by `seed` (independent of any other sample)."""
+        return self.sample(np.random.default_rng([seed, index]))
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        r = self.recipe
+        image = self._background(rng).astype(np.float32)
+        mask = np.zeros(r.size, dtype=bool)
+        boxes = []
+        for _ in range(int(rng.integers(1, r.max_objects + 1))):
+            rgba = self._object(rng)
+            boxes.append(_paste(image, mask, rgba, self._place(rng, rgba.shape[:2])))
+        if rng.random() < r.occlusion_p:
+            self._occlude(rng, image, mask, boxes[int(rng.integers(len(boxes)))])
+        return np.clip(image + 0.5, 0, 255).astype(np.uint8), mask.astype(np.uint8)
+
+    def _crop(self, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+        """A random crop of a random background with the aspect of `size`, resized to `size` (float RGB)."""
+        import cv2
+
+        frame = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
+        h, w = size
+        fit = min(frame.shape[0] / h, frame.shape[1] / w)  # largest crop of this aspect is (h, w) * fit
+        s = fit * rng.uniform(*self.recipe.crop)
+        ch, cw = max(1, int(h * s)), max(1, int(w * s))
+        y, x = int(rng.integers(frame.shape[0] - ch + 1)), int(rng.integers(frame.shape[1] - cw + 1))
+        out = cv2.resize(frame[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_AREA)
+        if rng.random() < self.recipe.flip_p:
+            out = out[:, ::-1]
+        return _jitter(out.astype(np.float32), rng, self.recipe.jitter)
+
+    def _background(self, rng: np.random.Generator) -> np.ndarray:
+        import cv2
+
+        out = self._crop(rng, self.recipe.size)
+        if rng.random() < self.recipe.blur_p:  # defocused background: the object stays sharp
+            out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.6, 2.0))
+        return out
+
+    def _object(self, rng: np.random.Generator) -> np.ndarray:
+        """One cut-out, scaled, colour-jittered, flipped, rotated and maybe blurred.
+
+        Returned as float RGBA with *premultiplied* colour (alpha 0..255): resampling premultiplied values
+        keeps the colour of transparent pixels from bleeding into the object's edge as a dark fringe.
+        """
+        import cv2
+
+        r = self.recipe
+        stamp = self.stamps[int(rng.integers(len(self.stamps)))]
+        s = rng.uniform(*r.scale) * min(r.size) / max(stamp.shape[:2])
+        h, w = max(2, round(stamp.shape[0] * s)), max(2, round(stamp.shape[1] * s))
+        obj = cv2.resize(_premultiply(stamp.astype(np.float32)), (w, h),
+                         interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        alpha = obj[..., 3:4] / 255.0
+        colour = _jitter(obj[..., :3] / np.maximum(alpha, 1e-6), rng, r.jitter)
+        obj[..., :3] = colour * alpha
+        if rng.random() < r.flip_p:
+            obj = obj[:, ::-1]
+        obj = _rotate(np.ascontiguousarray(obj), rng.uniform(-r.max_rotation, r.max_rotation))
+        if rng.random() < r.blur_p:
+            obj = cv2.GaussianBlur(obj, (0, 0), rng.uniform(0.5, 1.5))
+        return obj
+
+    def _place(self, rng: np.random.Generator, shape: tuple[int, int]) -> tuple[int, int]:
+        """Top-left corner: fully inside when it fits, or anywhere with the centre in the frame (off-edge)."""
+        (H, W), (h, w) = self.recipe.size, shape
+        if rng.random() < self.recipe.off_edge_p or h > H or w > W:
+            return int(rng.integers(-(h // 2), H - h // 2)), int(rng.integers(-(w // 2), W - w // 2))
+        return int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+
+    def _occlude(self, rng: np.random.Generator, image: np.ndarray, mask: np.ndarray,
+                 box: tuple[int, int, int, int]) -> None:
+        """Cover part of one object with an ellipse of background texture; the covered pixels leave the mask."""
+        import cv2
+
+        y0, x0, y1, x1 = box
+        if y1 - y0 < 4 or x1 - x0 < 4:
+            return
+        cy, cx = rng.uniform(y0, y1), rng.uniform(x0, x1)
+        ay, ax = rng.uniform(0.15, 0.4) * (y1 - y0), rng.uniform(0.15, 0.4) * (x1 - x0)
+        cover = np.zeros(mask.shape, np.uint8)
+        cv2.ellipse(cover, (round(cx), round(cy)), (max(1, round(ax)), max(1, round(ay))),
+                    float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        hide = cover.astype(bool)
+        image[hide] = self._crop(rng, self.recipe.size)[hide]
+        mask[hide] = False
+
+
+def draw_batch(source, seed: int, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Samples start..start+n-1 of any source with `item(seed, index)`: images [n, H, W, 3], masks [n, H, W]."""
+    pairs = [source.item(seed, i) for i in range(start, start + n)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def _jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Brightness, contrast, saturation and per-channel gain, each by up to `strength` (float RGB 0..255)."""
+    if strength <= 0:
+        return rgb
+    u = rng.uniform(-strength, strength, size=6)
+    gray = rgb.mean(axis=-1, keepdims=True)
+    out = gray + (rgb - gray) * (1 + u[0])                     # saturation
+    out = (out - out.mean()) * (1 + u[1]) + out.mean()         # contrast
+    out = out * (1 + u[2]) * (1 + 0.3 * u[3:6])                # brightness, white balance
+    return np.clip(out, 0, 255)
+
+
+def _premultiply(rgba: np.ndarray) -> np.ndarray:
+    out = rgba.copy()
+    out[..., :3] *= rgba[..., 3:4] / 255.0
+    return out
+
+
+def _rotate(rgba: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotate about the centre onto a canvas large enough for the whole object (transparent corners)."""
+    import cv2
+
+    h, w = rgba.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    c, s = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(np.ceil(h * s + w * c)), int(np.ceil(h * c + w * s))
+    m[0, 2] += nw / 2 - w / 2
+    m[1, 2] += nh / 2 - h / 2
+    return cv2.warpAffine(rgba, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=(0, 0, 0, 0))
+
+
+def _paste(image: np.ndarray, mask: np.ndarray, rgba: np.ndarray, at: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Blend premultiplied `rgba` onto `image` at top-left `at` (clipped to the frame); returns the visible box."""
+    H, W = mask.shape
+    y, x = at
+    y0, x0, y1, x1 = max(0, y), max(0, x), min(H, y + rgba.shape[0]), min(W, x + rgba.shape[1])
+    if y1 <= y0 or x1 <= x0:
+        return y0, x0, y0, x0
+    part = rgba[y0 - y:y1 - y, x0 - x:x1 - x]
+    a = part[..., 3:4] / 255.0
+    image[y0:y1, x0:x1] = part[..., :3] + (1 - a) * image[y0:y1, x0:x1]
+    mask[y0:y1, x0:x1] |= part[..., 3] > 127
+    return y0, x0, y1, x1

@@ -1,0 +1,152 @@
+"""Training recipes: YAML -> frozen dataclasses. Unknown keys are errors; command-line flags override fields.
+
+A recipe never names data folders: the command gets them (--stamps/--backgrounds or --images/--masks).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ..arch import LAYERS, Architecture, cheapest_layers
+from ..errors import ConfigError
+from .composite import CompositeRecipe
+from .schedule import LR_KINDS, RAMPS, Phases
+
+OPTIMIZERS = ("adam", "rmsprop")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    width: int = 32
+    classes: int = 1
+    input_size: tuple[int, int] = (144, 192)
+    quantized: bool = True
+    masked: tuple[str, ...] = ()            # layer names to mask, or ...
+    masked_count: int | None = None         # ... the k cheapest layers by cost rank (overrides `masked`)
+
+    def architecture(self) -> Architecture:
+        base = Architecture(self.width, self.classes, tuple(self.input_size), quantized=self.quantized)
+        if not self.quantized:
+            return base
+        masked = cheapest_layers(base, self.masked_count) if self.masked_count is not None else self.masked
+        try:
+            return base.with_masked(list(masked))
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    composite: CompositeRecipe = field(default_factory=CompositeRecipe)
+    val_size: int = 200        # the fixed validation set (composites) scored at the end and on export
+    val_seed: int = 1234
+    val_quick: int = 64        # the first images of it, scored during training (CPU time is scarce)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    steps: int = 3000
+    batch: int = 8
+    crop: tuple[int, ...] = ()  # (h, w): train on random crops of the samples (cheaper steps); () = whole
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    lr_schedule: str = "cosine-restart"
+    weight_decay: float = 1e-8
+    grad_clip: float = 1.0
+    warmup: float = 0.2        # FP warm-up, fraction of steps (quantized models only)
+    ramp: float = 0.5          # binarisation ramp, fraction of steps
+    ramp_shape: str = "quartic"
+    dice_weight: float = 1.0
+    val_every: int = 250
+    checkpoint_minutes: float = 5.0
+    seed: int = 0
+
+    def phases(self) -> Phases:
+        return Phases(self.steps, self.warmup, self.ramp, self.ramp_shape)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = "mbunet"
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+
+    def validate(self) -> "TrainConfig":
+        t = self.train
+        if t.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"train.optimizer {t.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if t.lr_schedule not in LR_KINDS:
+            raise ConfigError(f"train.lr_schedule {t.lr_schedule!r}; valid: {', '.join(LR_KINDS)}")
+        if t.ramp_shape not in RAMPS:
+            raise ConfigError(f"train.ramp_shape {t.ramp_shape!r}; valid: {', '.join(RAMPS)}")
+        if t.steps < 1 or t.batch < 1 or t.val_every < 1:
+            raise ConfigError(f"train.steps, batch and val_every must be >= 1, got {t.steps}, {t.batch}, "
+                              f"{t.val_every}")
+        h, w = self.model.input_size
+        if t.crop and (len(t.crop) != 2 or not (0 < t.crop[0] <= h and 0 < t.crop[1] <= w)
+                       or t.crop[0] % 16 or t.crop[1] % 16):
+            raise ConfigError(f"train.crop {list(t.crop)}: expected [h, w], multiples of 16, within the input "
+                              f"size {h}x{w}")
+        if tuple(self.data.composite.size) != tuple(self.model.input_size):
+            raise ConfigError(f"data.composite.size {list(self.data.composite.size)} must equal "
+                              f"model.input_size {list(self.model.input_size)}")
+        try:
+            t.phases()
+            self.model.architecture()
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+        return self
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, raw: object, where: str):
+    """Dataclass `cls` from a mapping, recursively; unknown keys and wrong shapes are ConfigErrors."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, found {type(raw).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(known)}")
+    values = {}
+    for key, value in raw.items():
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            values[key] = _build(type(default), value, f"{where}.{key}")
+        elif isinstance(default, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{where}.{key}: expected a list, found {value!r}")
+            values[key] = tuple(value)
+        else:
+            values[key] = value
+    return cls(**values)
+
+
+def config_from_dict(raw: dict, where: str = "config") -> TrainConfig:
+    cfg = _build(TrainConfig, raw, where)
+    masked = set(cfg.model.masked) - set(LAYERS)
+    if masked:
+        raise ConfigError(f"{where}: model.masked names unknown layers {sorted(masked)}; valid: {', '.join(LAYERS)}")
+    return cfg.validate()
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"training recipe {path}: no such file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"training recipe {path}: not valid YAML ({e})") from e
+    return config_from_dict(raw, str(path))
+
+
+def override(cfg: TrainConfig, **train_fields) -> TrainConfig:
+    """Copy with some `train` fields replaced (None values are ignored): command-line flags."""
+    changes = {k: v for k, v in train_fields.items() if v is not None}
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes)).validate() if changes else cfg

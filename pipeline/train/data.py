@@ -1,0 +1,86 @@
+"""The data a training run sees: a training sample source plus a fixed validation set, from either recipe.
+
+Composites: `stamps` and `backgrounds` each hold train/ and val/ subfolders; validation draws only val objects on
+val frames. Folders: images/ + masks/ for training and, optionally, separate validation folders; without them
+the last tenth of the pairs (by name) is held out for validation and never trained on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .composite import CompositeGenerator, draw_batch
+from .config import TrainConfig
+from .folders import FolderSamples, pair_folders
+
+
+@dataclass
+class TrainData:
+    train: object                 # anything with item(seed, index) -> (image, mask)
+    val_images: np.ndarray        # uint8 [N, H, W, 3] at the model input size
+    val_masks: np.ndarray         # uint8 [N, H, W] labels
+    description: str
+
+
+def _split(root: str | Path, part: str) -> Path:
+    folder = Path(root) / part
+    if not folder.is_dir():
+        raise DataError(f"{root}: expected subfolders train/ and val/, {folder} is missing")
+    return folder
+
+
+def composite_validation(stamps: str | Path, backgrounds: str | Path, cfg: TrainConfig) -> tuple[np.ndarray, ...]:
+    """The fixed, seeded validation composites: val objects on val frames only."""
+    gen = CompositeGenerator.from_folders(_split(stamps, "val"), _split(backgrounds, "val"), cfg.data.composite)
+    return draw_batch(gen, cfg.data.val_seed, 0, cfg.data.val_size)
+
+
+def composite_data(stamps: str | Path, backgrounds: str | Path, cfg: TrainConfig) -> TrainData:
+    train = CompositeGenerator.from_folders(_split(stamps, "train"), _split(backgrounds, "train"),
+                                            cfg.data.composite)
+    images, masks = composite_validation(stamps, backgrounds, cfg)
+    desc = (f"composites: {len(train.stamps)} cut-outs from {Path(stamps).resolve()}/train on random crops of "
+            f"{len(train.backgrounds)} frames from {Path(backgrounds).resolve()}/train "
+            f"(1..{cfg.data.composite.max_objects} objects, scale/rotation/flip/jitter/blur/occlusion/off-edge); "
+            f"validation: {len(images)} fixed composites (seed {cfg.data.val_seed}) of val objects on val frames")
+    return TrainData(train, images, masks, desc)
+
+
+def folder_data(images: str | Path, masks: str | Path, cfg: TrainConfig,
+                val_images: str | Path | None = None, val_masks: str | Path | None = None) -> TrainData:
+    size, classes = tuple(cfg.model.input_size), cfg.model.classes
+    if (val_images is None) != (val_masks is None):
+        raise DataError("give both --val-images and --val-masks, or neither")
+    pairs = pair_folders(images, masks)
+    if val_images is None:
+        if len(pairs) < 2:
+            raise DataError(f"{images}: at least 2 image/mask pairs are needed to hold one out for validation")
+        cut = len(pairs) - max(1, len(pairs) // 10)
+        train, val = FolderSamples(pairs[:cut], size, classes), FolderSamples(pairs[cut:], size, classes)
+        held = f"the last {len(pairs) - cut} pairs by name held out for validation"
+    else:
+        train = FolderSamples(pairs, size, classes)
+        val = FolderSamples(pair_folders(val_images, val_masks), size, classes)
+        held = f"validation: {len(val)} pairs from {Path(val_images).resolve()}"
+    vi, vm = val.fixed()
+    return TrainData(train, vi, vm, f"image folders: {len(train)} pairs from {Path(images).resolve()}; {held}")
+
+
+def select_data(cfg: TrainConfig, stamps: str | None = None, backgrounds: str | None = None,
+                images: str | None = None, masks: str | None = None,
+                val_images: str | None = None, val_masks: str | None = None) -> TrainData:
+    """Composites (stamps + backgrounds) or folders (images + masks): exactly one recipe must be named."""
+    composite, folders = (stamps, backgrounds), (images, masks)
+    if any(composite) and any(folders):
+        raise DataError("give either --stamps/--backgrounds (composites) or --images/--masks (folders), not both")
+    if all(composite):
+        return composite_data(stamps, backgrounds, cfg)
+    if all(folders):
+        return folder_data(images, masks, cfg, val_images, val_masks)
+    raise DataError("training data: expected --stamps DIR --backgrounds DIR (each with train/ and val/) "
+                    "or --images DIR --masks DIR; found " + (
+                        "only one of --stamps/--backgrounds" if any(composite) else
+                        "only one of --images/--masks" if any(folders) else "neither"))

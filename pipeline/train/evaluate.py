@@ -1,0 +1,55 @@
+"""Score a model file with any engine on an image/mask folder: foreground Dice, IoU (per-image means) and F1.
+
+Each image is resized (stretched) to the model input, segmented, and the mask resized back to the image's own
+size with nearest neighbour before it is compared with the true mask at full resolution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .folders import pair_folders, read_image, read_mask
+from .metrics import Scores, ScoreSet
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    model: str
+    engine: str
+    scores: Scores
+
+    def to_json(self) -> dict:
+        s = self.scores
+        return {"model": self.model, "engine": self.engine, "images": s.images, "dice": s.dice, "iou": s.iou,
+                "f1": s.f1}
+
+
+def evaluate(model_ref: str | Path, images: str | Path, masks: str | Path, engine: str = "auto",
+             batch: int = 8, progress: Callable[[int, int], None] | None = None) -> EvalResult:
+    """Load the model, create the engine, and score every image of the folder."""
+    from ..engines.base import choose_engine, create_engine
+    from ..modelfile import load_model
+    from ..preprocess import geometry, mask_to_frame, to_model_input
+
+    pairs = pair_folders(images, masks)  # checks the folders before the (slow) engine set-up
+    model = load_model(model_ref)
+    name = choose_engine(model).name if engine == "auto" else engine
+    eng = create_engine(name, model)
+    scores = ScoreSet()
+    try:
+        for start in range(0, len(pairs), batch):
+            chunk = pairs[start:start + batch]
+            frames = [read_image(p) for p in chunk]
+            geos = [geometry(f.shape[:2], model.arch.input_size, fit="resize") for f in frames]
+            truth = [read_mask(p, f.shape[:2], model.arch.classes) for p, f in zip(chunk, frames)]
+            inputs = np.stack([to_model_input(f, g) for f, g in zip(frames, geos)])
+            for pred, g, t in zip(eng.segment(inputs), geos, truth):
+                scores.add(mask_to_frame(pred, g), t)
+            if progress:
+                progress(min(start + batch, len(pairs)), len(pairs))
+    finally:
+        eng.close()
+    return EvalResult(model.name, name, scores.result())

@@ -1,0 +1,72 @@
+"""Foreground scores: per-image Dice and IoU (averaged over images) and pixel F1 over a whole set.
+
+Foreground is every label > 0. An image where both prediction and truth are empty scores 1 (a perfect
+"nothing here"), the usual convention; one with foreground on one side only scores 0.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+def _counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives) of the foreground."""
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction is {list(pred.shape)}, truth is {list(truth.shape)}; they must match")
+    p, t = np.asarray(pred) > 0, np.asarray(truth) > 0
+    tp = int(np.count_nonzero(p & t))
+    return tp, int(np.count_nonzero(p)) - tp, int(np.count_nonzero(t)) - tp
+
+
+def _dice_iou(tp: int, fp: int, fn: int) -> tuple[float, float]:
+    union = tp + fp + fn
+    return (1.0, 1.0) if union == 0 else (2 * tp / (union + tp), tp / union)
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """2|P∩T| / (|P| + |T|); 1 when both are empty."""
+    return _dice_iou(*_counts(pred, truth))[0]
+
+
+def iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """|P∩T| / |P∪T|; 1 when both are empty."""
+    return _dice_iou(*_counts(pred, truth))[1]
+
+
+@dataclass(frozen=True)
+class Scores:
+    images: int
+    dice: float
+    iou: float
+    f1: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class ScoreSet:
+    """Accumulates images one by one (or in batches) without keeping them."""
+
+    def __init__(self) -> None:
+        self._dice: list[float] = []
+        self._iou: list[float] = []
+        self._tp = self._fp = self._fn = 0
+
+    def add(self, pred: np.ndarray, truth: np.ndarray) -> None:
+        """One image [H, W] or a batch [N, H, W] of predicted and true labels."""
+        if pred.ndim == 3:
+            for p, t in zip(pred, truth):
+                self.add(p, t)
+            return
+        tp, fp, fn = _counts(pred, truth)
+        self._tp, self._fp, self._fn = self._tp + tp, self._fp + fp, self._fn + fn
+        d, j = _dice_iou(tp, fp, fn)
+        self._dice.append(d)
+        self._iou.append(j)
+
+    def result(self) -> Scores:
+        if not self._dice:
+            raise ValueError("no images scored")
+        f1 = _dice_iou(self._tp, self._fp, self._fn)[0]  # pixel F1 over the set = Dice of the pooled counts
+        return Scores(len(self._dice), float(np.mean(self._dice)), float(np.mean(self._iou)), f1)

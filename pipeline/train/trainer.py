@@ -1,0 +1,231 @@
+"""The training loop: progressive binarisation, Adam/RMSprop, BCE + Dice, gradient clipping, LR schedule,
+resumable checkpoints, periodic validation on the fixed set, and export of the best fully quantized model.
+
+Batch `b` of step `s` is samples s*b .. s*b+b-1 of the seeded stream, so a resumed run continues with exactly
+the samples (and, on CPU, exactly the weights) an uninterrupted run would have had.
+A model is exported only while the quant mix is 1 (or for FP models), i.e. when the validated function is the
+one the engines compute; the card's scores are those of that function on the full validation set.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, MbunetError, short_reason
+from ..export import export_model
+from ..modelfile import read_card
+from ..nn import UNet, set_quant_mix, zero_fractions
+from .card import write_card
+from .composite import draw_batch
+from .config import TrainConfig, config_from_dict
+from .data import TrainData
+from .losses import segmentation_loss
+from .metrics import Scores, ScoreSet
+from .schedule import learning_rate, quant_mix
+
+CHECKPOINT = "last.pt"
+
+
+def pick_device(name: str) -> torch.device:
+    """"auto" = CUDA when present; asking for CUDA without one is an error, never a silent CPU run."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MbunetError(f"--device {name}: this torch ({torch.__version__}) sees no CUDA GPU")
+    if not (name == "cpu" or name.startswith("cuda")):
+        raise MbunetError(f"--device {name!r}; valid: auto, cpu, cuda, cuda:N")
+    return torch.device(name)
+
+
+def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 RGB [N, H, W, 3] -> float [N, 3, H, W] in [0, 1] (the UNet normalises inside)."""
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float() / 255
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: np.ndarray, device: torch.device, batch: int = 16) -> np.ndarray:
+    """Class masks uint8 [N, H, W]: logit >= 0 for one class (the engines' rule), else argmax."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch):
+        logits = model(to_input(images[i:i + batch], device))
+        m = logits[:, 0] >= 0 if logits.shape[1] == 1 else logits.argmax(dim=1)
+        out.append(m.to(torch.uint8).cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out)
+
+
+def random_crop(images: np.ndarray, masks: np.ndarray, size: tuple[int, ...],
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One random (h, w) window per sample: same pixel scale as the full input, fewer pixels per step.
+    The U-Net is fully convolutional, so weights trained on crops run unchanged at the full input size."""
+    h, w = size
+    ys = rng.integers(0, images.shape[1] - h + 1, len(images))
+    xs = rng.integers(0, images.shape[2] - w + 1, len(images))
+    return (np.stack([im[y:y + h, x:x + w] for im, y, x in zip(images, ys, xs)]),
+            np.stack([m[y:y + h, x:x + w] for m, y, x in zip(masks, ys, xs)]))
+
+
+def score(model: torch.nn.Module, images: np.ndarray, masks: np.ndarray, device: torch.device) -> Scores:
+    s = ScoreSet()
+    s.add(predict(model, images, device), masks)
+    return s.result()
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: TrainData, device: torch.device, out_dir: str | Path) -> None:
+        self.cfg, self.data, self.device = cfg, data, device
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.arch = cfg.model.architecture()
+        torch.manual_seed(cfg.train.seed)
+        self.model = UNet(self.arch).to(device)
+        t = cfg.train
+        opt = torch.optim.Adam if t.optimizer == "adam" else torch.optim.RMSprop
+        self.opt = opt(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.phases = t.phases()
+        self.step = 0
+        self.best = -1.0          # best validation Dice of an exportable (mix = 1) model
+        self.seconds = 0.0        # training time over all sessions of this run
+        self.last_val: Scores | None = None
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+    def save(self, path: str | Path | None = None) -> Path:
+        path = Path(path or self.out / CHECKPOINT)
+        state = {"config": self.cfg.to_json(), "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                 "step": self.step, "best": self.best, "seconds": self.seconds, "torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # never a half-written checkpoint under the real name
+        return path
+
+    def load(self, path: str | Path) -> None:
+        state = read_checkpoint(path)
+        if state["config"]["model"] != self.cfg.to_json()["model"]:
+            raise ConfigError(f"{path}: checkpoint of another architecture than the recipe's "
+                              f"({state['config']['model']} vs {self.cfg.to_json()['model']})")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.step, self.best, self.seconds = int(state["step"]), float(state["best"]), float(state["seconds"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+
+    # -- one step ----------------------------------------------------------------------------------------
+    def mix(self) -> float:
+        return quant_mix(self.step, self.phases) if self.arch.quantized else 1.0
+
+    def train_step(self) -> float:
+        t = self.cfg.train
+        for g in self.opt.param_groups:
+            g["lr"] = learning_rate(self.step, self.phases, t.lr, t.lr_schedule)
+        set_quant_mix(self.model, self.mix())
+        images, masks = draw_batch(self.data.train, t.seed, self.step * t.batch, t.batch)
+        if t.crop:
+            images, masks = random_crop(images, masks, t.crop, np.random.default_rng([t.seed, self.step]))
+        logits = self.model(to_input(images, self.device))
+        loss = segmentation_loss(logits, torch.from_numpy(masks).long().to(self.device), t.dice_weight)
+        if not torch.isfinite(loss):
+            raise MbunetError(f"step {self.step}: loss is {loss.item()} (diverged); lower train.lr and resume "
+                              f"from the last checkpoint")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.opt.step()
+        self.step += 1
+        return float(loss.item())
+
+    # -- validation and export ---------------------------------------------------------------------------
+    def validate(self) -> Scores:
+        set_quant_mix(self.model, self.mix())
+        self.last_val = score(self.model, self.data.val_images, self.data.val_masks, self.device)
+        return self.last_val
+
+    def export(self, path: str | Path, scores: Scores) -> Path:
+        model = copy.deepcopy(self.model).cpu()  # export reads numpy arrays; keep the training copy as it is
+        set_quant_mix(model, 1.0)
+        card = {"name": self.cfg.name, "scores": {"val_dice": scores.dice, "val_iou": scores.iou,
+                                                  "val_f1": scores.f1, "val_images": scores.images},
+                "training": {"data": self.data.description, "recipe": self.cfg.to_json(), "steps": self.step,
+                             "seconds": round(self.seconds), "device": str(self.device)}}
+        if self.arch.quantized:
+            card["training"]["zero_fractions"] = zero_fractions(model)
+        path = Path(export_model(model, self.arch, card, path))
+        write_card(path, read_card(path))  # the Markdown card beside it, from what was written
+        return path
+
+    # -- the loop ----------------------------------------------------------------------------------------
+    def fit(self, export: str | Path | None = None, minutes: float | None = None,
+            progress: bool = True) -> Scores | None:
+        """Train up to cfg.train.steps (or `minutes` of wall time, then checkpoint and stop); returns the last
+        validation scores (None if no validation ran in this session)."""
+        from tqdm import tqdm
+
+        t = self.cfg.train
+        bar = tqdm(total=t.steps, initial=self.step, desc=self.cfg.name, disable=not progress, dynamic_ncols=True)
+        start = saved = time.monotonic()
+        ema = None
+        while self.step < t.steps:
+            t0 = time.monotonic()
+            loss = self.train_step()
+            self.seconds += time.monotonic() - t0
+            ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+            if self.step % t.val_every == 0 or self.step == t.steps:
+                self._validate_and_export(export, ema, bar)
+                saved = time.monotonic()
+            elif time.monotonic() - saved > t.checkpoint_minutes * 60:
+                self.save()
+                saved = time.monotonic()
+            dice = f"{self.last_val.dice:.3f}" if self.last_val else "-"
+            bar.set_postfix(loss=f"{ema:.3f}", mix=f"{self.mix():.2f}", val_dice=dice, refresh=False)
+            bar.update(1)
+            if minutes is not None and time.monotonic() - start > minutes * 60:
+                break
+        self.save()
+        bar.close()
+        return self.last_val
+
+    def _validate_and_export(self, export: str | Path | None, loss: float, bar) -> None:
+        scores = self.validate()
+        exportable = self.mix() >= 1.0
+        exported = bool(export) and exportable and scores.dice > self.best
+        if exportable:
+            self.best = max(self.best, scores.dice)
+        if exported:
+            self.export(export, scores)
+        self.save()
+        record = {"step": self.step, "loss": round(loss, 5), "mix": self.mix(), "seconds": round(self.seconds),
+                  **{k: round(v, 5) for k, v in scores.to_json().items() if k != "images"}, "exported": exported}
+        with open(self.out / "history.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        note = f" -> exported {export}" if exported else ""
+        bar.write(f"[{self.cfg.name}] step {self.step}: loss {loss:.4f} mix {self.mix():.2f} val dice "
+                  f"{scores.dice:.4f} iou {scores.iou:.4f} f1 {scores.f1:.4f}{note}")
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A checkpoint written by Trainer.save (loaded without unpickling code: weights_only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MbunetError(f"checkpoint {path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated or foreign files
+        raise MbunetError(f"checkpoint {path}: not a readable training checkpoint ({short_reason(e)})") from e
+    missing = {"config", "model", "optimizer", "step"} - set(state)
+    if missing:
+        raise MbunetError(f"checkpoint {path}: not an mbunet training checkpoint (missing {sorted(missing)})")
+    return state
+
+
+def config_of_checkpoint(path: str | Path) -> TrainConfig:
+    return config_from_dict(read_checkpoint(path)["config"], f"{path} (stored recipe)")

@@ -1,0 +1,90 @@
+"""Composite generator: shapes, mask = union of the pasted alphas (minus occluders), determinism, splits."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from pipeline.errors import DataError
+from pipeline.train.composite import CompositeGenerator, CompositeRecipe, draw_batch, load_stamps
+from pipeline.train.config import TrainConfig
+from pipeline.train.data import composite_data
+from train_fixtures import TRAIN_BG, VAL_BG, make_composite_tree
+
+# no colour changes and no blur: a pixel is red exactly where a (hard-alpha) red disc was pasted
+PLAIN = CompositeRecipe(size=(48, 64), max_objects=3, jitter=0.0, blur_p=0.0)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return make_composite_tree(tmp_path_factory.mktemp("composite"))
+
+
+def _generator(tree, recipe: CompositeRecipe = PLAIN, split: str = "train") -> CompositeGenerator:
+    stamps, backgrounds = tree
+    return CompositeGenerator.from_folders(stamps / split, backgrounds / split, recipe)
+
+
+def test_sample_shapes_and_dtypes(tree):
+    images, masks = draw_batch(_generator(tree), seed=0, start=0, n=5)
+    assert images.shape == (5, 48, 64, 3) and images.dtype == np.uint8
+    assert masks.shape == (5, 48, 64) and masks.dtype == np.uint8
+    assert set(np.unique(masks)) <= {0, 1}
+    assert all(m.any() for m in masks)  # at least one object, whose centre is always inside the frame
+
+
+@pytest.mark.parametrize("occlusion_p", [0.0, 1.0])
+def test_mask_is_union_of_pasted_alphas(tree, occlusion_p):
+    # black background, red discs: red > 127 <=> blended alpha > 127; occluders are black background texture
+    gen = _generator(tree, dataclasses.replace(PLAIN, occlusion_p=occlusion_p, max_objects=3))
+    images, masks = draw_batch(gen, seed=3, start=0, n=12)
+    painted = images[..., 0] > 127
+    disagree = np.count_nonzero(painted != masks.astype(bool))
+    assert disagree <= 0.003 * masks.size  # only rounding at soft alpha edges may differ
+    assert masks.sum() > 0.02 * masks.size
+
+
+def test_occluders_remove_foreground(tree):
+    gen_free = _generator(tree, dataclasses.replace(PLAIN, occlusion_p=0.0))
+    gen_occl = _generator(tree, dataclasses.replace(PLAIN, occlusion_p=1.0))
+    free, occl = draw_batch(gen_free, 5, 0, 20)[1], draw_batch(gen_occl, 5, 0, 20)[1]
+    assert occl.sum() < free.sum()
+
+
+def test_same_seed_and_index_give_the_same_sample(tree):
+    a, b = _generator(tree, CompositeRecipe(size=(48, 64))), _generator(tree, CompositeRecipe(size=(48, 64)))
+    for i in (0, 7):
+        ia, ma = a.item(11, i)
+        ib, mb = b.item(11, i)
+        assert np.array_equal(ia, ib) and np.array_equal(ma, mb)
+    assert not np.array_equal(a.item(11, 0)[0], a.item(11, 1)[0])
+    assert not np.array_equal(a.item(11, 0)[0], a.item(12, 0)[0])
+
+
+def test_validation_uses_only_val_objects_and_frames(tree):
+    stamps, backgrounds = tree
+    cfg = TrainConfig()
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val_size=10, composite=dataclasses.replace(
+        PLAIN, size=tuple(cfg.model.input_size))))
+    data = composite_data(stamps, backgrounds, cfg)
+    val = data.val_images.reshape(-1, 3)
+    # val: grey frame blended with green objects only: red and blue never above the grey, green never below
+    assert (val[:, [0, 2]] <= VAL_BG).all() and (val[:, 1] >= VAL_BG - 1).all()
+    assert (val[:, 1] > 200).any()
+    # train: black frame and red objects only
+    train = draw_batch(data.train, 0, 0, 10)[0].reshape(-1, 3)
+    assert (train[:, 1:] == TRAIN_BG).all() and (train[:, 0] > 200).any()
+
+
+def test_bad_folders_are_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        load_stamps(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no .png files"):
+        load_stamps(tmp_path / "empty")
+    import cv2
+    (tmp_path / "rgb").mkdir()
+    cv2.imwrite(str(tmp_path / "rgb" / "x.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(DataError, match="must be RGBA"):
+        load_stamps(tmp_path / "rgb")

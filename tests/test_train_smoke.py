@@ -1,0 +1,117 @@
+"""Training end to end on a width-4, 32x32 U-Net: finite loss, exact resume, export that the engines agree with."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from app.cli import main as cli
+from pipeline.errors import ConfigError, MbunetError
+from pipeline.modelfile import load_model
+from pipeline.train.config import config_from_dict
+from pipeline.train.data import composite_data
+from pipeline.train.evaluate import evaluate
+from pipeline.train.folders import write_folder
+from pipeline.train.trainer import CHECKPOINT, Trainer, pick_device, read_checkpoint
+from train_fixtures import make_composite_tree
+
+TINY = {
+    "name": "tiny",
+    "model": {"width": 4, "input_size": [32, 32], "masked": ["up-CT1", "up-CT4"]},
+    "data": {"composite": {"size": [32, 32], "max_objects": 2}, "val_size": 6},
+    "train": {"steps": 3, "batch": 2, "val_every": 3, "warmup": 0.34, "ramp": 0.33},
+}
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return make_composite_tree(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def data(tree):
+    return composite_data(*tree, config_from_dict(TINY))
+
+
+def _trainer(data, out, **train) -> Trainer:
+    raw = {**TINY, "train": {**TINY["train"], **train}}
+    return Trainer(config_from_dict(raw), data, torch.device("cpu"), out)
+
+
+def test_three_steps_give_a_finite_loss_and_a_checkpoint(data, tmp_path):
+    t = _trainer(data, tmp_path)
+    losses = [t.train_step() for _ in range(3)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    state = read_checkpoint(t.save())
+    assert state["step"] == 3 and state["config"]["name"] == "tiny"
+
+
+def test_resume_continues_exactly(data, tmp_path):
+    straight = _trainer(data, tmp_path / "a", steps=4)
+    for _ in range(4):
+        straight.train_step()
+    first = _trainer(data, tmp_path / "b", steps=4)
+    for _ in range(2):
+        first.train_step()
+    first.save()
+    resumed = _trainer(data, tmp_path / "c", steps=4)
+    resumed.load(tmp_path / "b" / CHECKPOINT)
+    assert resumed.step == 2
+    for _ in range(2):
+        resumed.train_step()
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+
+
+def test_resume_refuses_another_architecture(data, tmp_path):
+    t = _trainer(data, tmp_path)
+    t.save()
+    other = Trainer(config_from_dict({**TINY, "model": {**TINY["model"], "masked": []}}), data,
+                    torch.device("cpu"), tmp_path / "o")
+    with pytest.raises(ConfigError, match="another architecture"):
+        other.load(tmp_path / CHECKPOINT)
+
+
+def test_exported_model_scores_what_training_validated(data, tmp_path):
+    """The card's validation Dice (torch, quant mix 1) matches the bit-exact reference engine on the same set."""
+    t = _trainer(data, tmp_path)
+    t.fit(tmp_path / "tiny.safetensors", progress=False)
+    card = load_model(tmp_path / "tiny.safetensors").card
+    assert card["training"]["steps"] == 3 and set(card["scores"]) >= {"val_dice", "val_iou", "val_f1"}
+    assert f"Dice **{card['scores']['val_dice']:.4f}**" in (tmp_path / "tiny.md").read_text()
+    folder = write_folder(tmp_path / "val", data.val_images, data.val_masks)
+    result = evaluate(tmp_path / "tiny.safetensors", folder / "images", folder / "masks", engine="reference")
+    assert result.scores.images == 6
+    assert result.scores.dice == pytest.approx(card["scores"]["val_dice"], abs=0.02)
+
+
+def test_cli_trains_writes_val_and_resumes(tree, tmp_path, capsys):
+    stamps, backgrounds = tree
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(json.dumps(TINY))  # JSON is YAML
+    common = ["--stamps", str(stamps), "--backgrounds", str(backgrounds)]
+    assert cli(["train", "--config", str(recipe), *common, "--write-val", str(tmp_path / "val")]) == 0
+    assert len(list((tmp_path / "val" / "images").glob("*.png"))) == 6
+    out = tmp_path / "run"
+    assert cli(["train", "--config", str(recipe), *common, "--steps", "2", "--out", str(out), "--no-progress",
+                "--device", "cpu"]) == 0
+    assert read_checkpoint(out / CHECKPOINT)["step"] == 2
+    assert cli(["train", "--resume", str(out / CHECKPOINT), *common, "--steps", "3", "--out", str(out),
+                "--no-progress", "--export", str(tmp_path / "m.safetensors")]) == 0
+    assert read_checkpoint(out / CHECKPOINT)["step"] == 3 and (tmp_path / "m.safetensors").is_file()
+    assert "step 3" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert cli(["train", "--stamps", "x"]) == 2
+    assert "give --config YAML" in capsys.readouterr().err
+    assert cli(["train", "--resume", str(tmp_path / "none.pt")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_cuda_request_without_gpu_is_an_error():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    with pytest.raises(MbunetError, match="sees no CUDA GPU"):
+        pick_device("cuda")

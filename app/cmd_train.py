@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=int, help="validate (and maybe export) every N steps")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (model, optimiser, step, rng)")
     p.add_argument("--out", metavar="DIR", help="checkpoints and history (default runs/train/<name>)")
-    p.add_argument("--export", metavar="PATH", help="write the best fully quantized model here (.safetensors)")
+    p.add_argument("--export", metavar="PATH", help="write the best validated model here (.safetensors) "
+                   "and its Markdown card beside it; a quantized model only once fully binarised")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; 1 is often fastest on "
                    "a shared machine, where extra threads only wait for each other)")
@@ -67,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
     if last is not None:
         parts.append(f"last val dice {last.dice:.4f} iou {last.iou:.4f} f1 {last.f1:.4f}")
     if trainer.best >= 0:
-        parts.append(f"best fully quantized val dice {trainer.best:.4f}")
+        parts.append(f"best exportable val dice {trainer.best:.4f}")
     parts.append(f"checkpoint {trainer.out / 'last.pt'}")
     print("; ".join(parts))
     return 0

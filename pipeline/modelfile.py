@@ -110,6 +110,7 @@ def save_model(path: str | Path, arch: Architecture, arrays: dict[str, np.ndarra
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(arrays, str(tmp), metadata={HEADER_KEY: json.dumps(header)})
+    os.chmod(tmp, 0o644)  # safetensors writes 0600; a shipped model must be readable by every user
     os.replace(tmp, path)  # a crash mid-write never leaves a half model under the real name
     return path
 

@@ -14,7 +14,7 @@ from pipeline.train.data import composite_data
 from pipeline.train.evaluate import evaluate
 from pipeline.train.folders import write_folder
 from pipeline.train.trainer import CHECKPOINT, Trainer, pick_device, read_checkpoint
-from train_fixtures import make_composite_tree
+from train_fixtures import make_composite_tree, make_folder_pairs
 
 TINY = {
     "name": "tiny",
@@ -103,6 +103,15 @@ def test_cli_trains_writes_val_and_resumes(tree, tmp_path, capsys):
     assert "step 3" in capsys.readouterr().out
 
 
+def test_cli_trains_on_image_folders(tmp_path):
+    images, masks = make_folder_pairs(tmp_path, n=4)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(json.dumps({**TINY, "train": {**TINY["train"], "steps": 1}}))
+    assert cli(["train", "--config", str(recipe), "--images", str(images), "--masks", str(masks), "--out",
+                str(tmp_path / "run"), "--no-progress", "--device", "cpu"]) == 0
+    assert read_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 1
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli(["train", "--stamps", "x"]) == 2
     assert "give --config YAML" in capsys.readouterr().err
@@ -115,3 +124,15 @@ def test_cuda_request_without_gpu_is_an_error():
         pytest.skip("a CUDA GPU is present")
     with pytest.raises(MbunetError, match="sees no CUDA GPU"):
         pick_device("cuda")
+
+
+@pytest.mark.gpu
+def test_cuda_training_steps_and_cpu_export(data, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU: torch sees none here")
+    t = Trainer(config_from_dict(TINY), data, torch.device("cuda"), tmp_path)
+    t.fit(tmp_path / "tiny.safetensors", progress=False)
+    assert t.step == 3 and load_model(tmp_path / "tiny.safetensors").card["training"]["device"] == "cuda"
+    resumed = Trainer(config_from_dict(TINY), data, torch.device("cpu"), tmp_path / "cpu")
+    resumed.load(tmp_path / CHECKPOINT)  # a CUDA checkpoint resumes on CPU
+    assert resumed.step == 3

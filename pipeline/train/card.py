@@ -18,17 +18,22 @@ def card_markdown(card: dict) -> str:
     masked = [n for n in LAYERS if arch.get("layer_kinds", {}).get(n) == "masked"]
     h, w = arch["input_size"]
     kind = card.get("kind", "?")
-    layers = ("full precision (ReLU, float weights)" if not arch["quantized"] else
-              f"binary activations; masked (-1/0/+1) layers: {', '.join(masked) or 'none'}; all others binary")
+    if not arch["quantized"]:
+        layers = "full precision (ReLU, float weights)"
+    elif masked:
+        layers = f"binary activations; masked (-1/0/+1) layers: {', '.join(masked)}; the others binary (+-1)"
+    else:
+        layers = f"binary activations; all {len(LAYERS)} configurable layers binary (+-1), none masked"
     lines = [
         f"# {card.get('name', '?')}",
         "",
         f"- kind: **{kind}**; U-Net width {arch['width']}, input {w}x{h} (WxH), {arch['classes']} class(es)",
         f"- layers: {layers}",
         f"- validation ({scores.get('val_images', '?')} images): Dice **{scores.get('val_dice', float('nan')):.4f}**, "
-        f"IoU {scores.get('val_iou', float('nan')):.4f}, pixel F1 {scores.get('val_f1', float('nan')):.4f} "
-        "(the exported function: quant mix 1, scored in PyTorch; the bit engines agree up to BatchNorm ties)",
-        f"- training: {train.get('steps', '?')} steps x batch {t.get('batch', '?')}"
+        f"IoU {scores.get('val_iou', float('nan')):.4f}, pixel F1 {scores.get('val_f1', float('nan')):.4f}"
+        + (" (the exported function at quant mix 1, scored in PyTorch; the bit engines compute the same "
+           "function up to BatchNorm ties)" if arch["quantized"] else " (scored in PyTorch at export)"),
+        f"- training: exported at step {train.get('steps', '?')} of {t.get('steps', '?')}, batch {t.get('batch', '?')}"
         + (f" (random {t['crop'][1]}x{t['crop'][0]} crops)" if t.get("crop") else "")
         + f", {t.get('optimizer', '?')} lr {t.get('lr', '?')} ({t.get('lr_schedule', '?')}), grad clip "
         f"{t.get('grad_clip', '?')}, BCE + Dice; {train.get('seconds', '?')} s on {train.get('device', '?')}",
@@ -40,8 +45,9 @@ def card_markdown(card: dict) -> str:
     if zeros:
         lines.append("- zero weights per masked layer: " + ", ".join(f"{k} {v:.0%}" for k, v in zeros.items()))
     lines += ["", f"Data: {train.get('data', 'not recorded')}", "",
-              "Reproduce: `mbunet train --config configs/<recipe>.yaml --stamps DIR --backgrounds DIR "
-              f"--export weights/{card.get('name', 'model')}.safetensors` (recipe stored in the model file's card)."]
+              "Reproduce: `mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds "
+              f"DIR --steps {t.get('steps', 'N')} --export weights/{card.get('name', 'model')}.safetensors`; "
+              "the full recipe is stored in the model file's card (training.recipe)."]
     return "\n".join(lines) + "\n"
 
 

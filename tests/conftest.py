@@ -45,3 +45,10 @@ def videos() -> Path:
     if not VIDEOS.is_dir():
         pytest.skip(f"shared test footage not present at {VIDEOS}")
     return VIDEOS
+
+
+def shipped_bit_models() -> list[str]:
+    """Shipped models the bit engines run (binary and mbunet kinds; full-precision ones are torch-only)."""
+    from pipeline.modelfile import read_card, resolve_model, shipped_names
+
+    return [n for n in shipped_names() if read_card(resolve_model(n)).get("kind") != "fp"]

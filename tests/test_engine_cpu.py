@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, random_frames
+from conftest import REPO, random_frames, shipped_bit_models
 from pipeline.arch import Architecture, Step, words
 from pipeline.bits import pack_bits, pack_signs, weight_planes
 from pipeline.engines.base import create_engine
@@ -20,7 +20,7 @@ from pipeline.engines.cpu import CpuKernels, is_binary, prepare_conv, prepare_we
 from pipeline.engines.reference import ReferenceKernels
 from pipeline.errors import MbunetError, ModelFileError
 from pipeline.export import ALWAYS_OFF, ALWAYS_ON, random_quantized_model
-from pipeline.modelfile import load_model, shipped_names
+from pipeline.modelfile import load_model
 
 REF = ReferenceKernels()
 
@@ -188,8 +188,8 @@ def test_whole_network_matches_reference(width, classes, size, masked):
     _assert_same_as_reference(model, random_frames(2, *size, seed=3))
 
 
-@pytest.mark.parametrize("name", shipped_names() or [pytest.param("none", marks=pytest.mark.skip(
-    reason="no shipped model in weights/ yet"))])
+@pytest.mark.parametrize("name", shipped_bit_models() or [pytest.param("none", marks=pytest.mark.skip(
+    reason="no shipped binary/mbunet model in weights/ yet"))])
 def test_shipped_model_matches_reference(name):
     model = load_model(name)
     _assert_same_as_reference(model, random_frames(1, *model.arch.input_size, seed=5))

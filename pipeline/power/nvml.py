@@ -5,6 +5,8 @@ answer NotSupported to both; the meter then falls through to the INA3221 rails.
 """
 from __future__ import annotations
 
+import contextlib
+
 from ._source import PowerSource, RateFromCounter, Sample, SourceUnavailable, now
 
 
@@ -57,7 +59,5 @@ class NvmlSource(PowerSource):
         return Sample(t, watts, {self.gpu: watts} if watts is not None else {}, joules)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(self.nvml.NVMLError):  # already shut down: nothing left to release
             self.nvml.nvmlShutdown()
-        except self.nvml.NVMLError:
-            pass  # already shut down: nothing left to release

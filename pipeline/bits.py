@@ -56,11 +56,11 @@ def weight_planes(w: np.ndarray, cin_parts: tuple[int, ...] = ()) -> tuple[np.nd
     return pack_bits(w > 0), pack_bits(w < 0)
 
 
-def planes_to_weights(pos: np.ndarray, neg: np.ndarray, cin: int) -> np.ndarray:
-    """Inverse of weight_planes without parts: int8 {-1,0,+1} weights [..., cin]."""
-    return unpack_bits(pos, cin).astype(np.int8) - unpack_bits(neg, cin).astype(np.int8)
-
-
-def concat_packed(parts: list[np.ndarray]) -> np.ndarray:
-    """Channel concat of packed tensors: each keeps its own zero-padded words."""
-    return np.concatenate(parts, axis=-1)
+def planes_to_weights(pos: np.ndarray, neg: np.ndarray, cin: int, cin_parts: tuple[int, ...] = ()) -> np.ndarray:
+    """Inverse of weight_planes: int8 {-1,0,+1} weights [..., cin] in logical channel order."""
+    out, word = [], 0
+    for c in cin_parts or (cin,):
+        sl = slice(word, word + words(c))
+        out.append(unpack_bits(pos[..., sl], c).astype(np.int8) - unpack_bits(neg[..., sl], c).astype(np.int8))
+        word += words(c)
+    return np.concatenate(out, axis=-1)

@@ -28,7 +28,7 @@ from .uri import parse_uri
 _RANDOM = re.compile(r"^random(?::(\d+))?(?::(\d+)x(\d+))?$")
 
 
-def resolve_model(ref: str) -> modelfile.ModelFile:
+def load_run_model(ref: str) -> modelfile.ModelFile:
     """A model path or shipped name; "" = the default shipped model; "random[:WIDTH[:HxW]]" = untrained weights.
 
     The random model exists for smoke tests and pipeline benchmarks without trained weights: its masks are noise,
@@ -86,7 +86,7 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None, progress: b
 
 def _run_source(config: RunConfig, source, headless: bool, log, progress: bool) -> dict:
     log(f"source: {source.describe()}" + (" (live: newest frame kept)" if source.live else ""))
-    model = resolve_model(config.model)
+    model = load_run_model(config.model)
     if model.path is None:
         log(f"warning: model {model.name} has untrained random weights: the masks are noise")
     reason = choose_engine(model).reason if config.engine == "auto" else "requested"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..arch import plan, words
-from ..bits import unpack_bits
+from ..arch import plan
+from ..bits import planes_to_weights
 from ..errors import ModelFileError
 from ..modelfile import ModelFile
 from .base import Engine, register_engine
@@ -23,17 +23,6 @@ def _torch():
     import torch
 
     return torch
-
-
-def _logical_weights(pos: np.ndarray, neg: np.ndarray, cin_parts: tuple[int, ...], cin: int) -> np.ndarray:
-    """Packed planes (with per-part word padding) -> float {-1,0,+1} weights [..., cin] in logical order."""
-    parts = cin_parts or (cin,)
-    out, word = [], 0
-    for c in parts:
-        sl = slice(word, word + words(c))
-        out.append(unpack_bits(pos[..., sl], c).astype(np.float32) - unpack_bits(neg[..., sl], c))
-        word += words(c)
-    return np.concatenate(out, axis=-1)
 
 
 def deployed_network(model: ModelFile):
@@ -51,7 +40,7 @@ def deployed_network(model: ModelFile):
                     self._param(s.name, a[f"{s.name}.weight"].transpose(0, 3, 1, 2) / INT_SCALE,
                                 a[f"{s.name}.threshold"] / INT_SCALE)
                 elif s.op in ("conv3x3", "convT2x2"):
-                    w = _logical_weights(a[f"{s.name}.pos"], a[f"{s.name}.neg"], s.cin_parts, s.cin)
+                    w = planes_to_weights(a[f"{s.name}.pos"], a[f"{s.name}.neg"], s.cin, s.cin_parts).astype(np.float32)
                     # conv weight [Cout, Cin, k, k]; transposed conv weight [Cin, Cout, k, k]
                     w = w.transpose(3, 0, 1, 2) if s.op == "convT2x2" else w.transpose(0, 3, 1, 2)
                     self._param(s.name, w, a[f"{s.name}.threshold"].astype(np.float64))

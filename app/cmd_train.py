@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="base learning rate (overrides the recipe)")
     p.add_argument("--val-every", type=int, help="validate (and maybe export) every N steps")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (model, optimiser, step, rng)")
+    p.add_argument("--init", metavar="MODEL|CKPT", help="start from these weights: a full-precision model file "
+                   "(shipped name or path) or a training checkpoint (overrides the recipe's train.init)")
     p.add_argument("--out", metavar="DIR", help="checkpoints and history (default runs/train/<name>)")
     p.add_argument("--export", metavar="PATH", help="write the best validated model here (.safetensors) "
                    "and its Markdown card beside it; a quantized model only once fully binarised")
@@ -44,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
         cfg = config_of_checkpoint(args.resume)
     else:
         raise ConfigError("give --config YAML (a training recipe), or --resume CKPT")
-    cfg = override(cfg, steps=args.steps, batch=args.batch, lr=args.lr, val_every=args.val_every)
+    cfg = override(cfg, steps=args.steps, batch=args.batch, lr=args.lr, val_every=args.val_every, init=args.init)
     if args.write_val:
         return _write_val(args, cfg)
 
@@ -60,6 +62,10 @@ def main(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, data, pick_device(args.device), args.out or Path("runs", "train", cfg.name))
     if args.resume:
         trainer.load(args.resume)
+    elif cfg.train.init:
+        started = trainer.warm_start()
+        print(f"initialised {len(started['copied'])} tensors from {cfg.train.init}; "
+              f"{len(started['fresh'])} start fresh", flush=True)
     print(f"training {cfg.name} ({trainer.arch.model_kind}, width {cfg.model.width}, "
           f"{cfg.model.input_size[0]}x{cfg.model.input_size[1]}) on {trainer.device} from step {trainer.step} "
           f"of {cfg.train.steps}; data: {data.description}", flush=True)

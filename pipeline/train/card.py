@@ -38,6 +38,9 @@ def card_markdown(card: dict) -> str:
         + f", {t.get('optimizer', '?')} lr {t.get('lr', '?')} ({t.get('lr_schedule', '?')}), grad clip "
         f"{t.get('grad_clip', '?')}, BCE + Dice; {train.get('seconds', '?')} s on {train.get('device', '?')}",
     ]
+    if t.get("init"):
+        lines.append(f"- initialised from `{t['init']}` (trained weights, copied where the networks share them), "
+                     "not from random weights")
     if arch["quantized"]:
         lines.append(f"- schedule: FP warm-up {t.get('warmup', '?')} of the steps, then quant mix 0 -> 1 "
                      f"({t.get('ramp_shape', '?')}) over {t.get('ramp', '?')}, then fully binary")
@@ -46,8 +49,8 @@ def card_markdown(card: dict) -> str:
         lines.append("- zero weights per masked layer: " + ", ".join(f"{k} {v:.0%}" for k, v in zeros.items()))
     lines += ["", f"Data: {train.get('data', 'not recorded')}", "",
               "Reproduce: `mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds "
-              f"DIR --steps {t.get('steps', 'N')} --export weights/{card.get('name', 'model')}.safetensors`; "
-              "the full recipe is stored in the model file's card (training.recipe)."]
+              f"DIR --steps {t.get('steps', 'N')}" + (f" --init {t['init']}" if t.get("init") else "")
+              + f" --export weights/{card.get('name', 'model')}.safetensors`; the full recipe is stored in the model file's card (training.recipe)."]
     return "\n".join(lines) + "\n"
 
 

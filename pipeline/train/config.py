@@ -61,6 +61,7 @@ class TrainSpec:
     val_every: int = 250
     checkpoint_minutes: float = 5.0
     seed: int = 0
+    init: str = ""             # start from this FP model file (shipped name or path) or checkpoint; "" = random
 
     def phases(self) -> Phases:
         return Phases(self.steps, self.warmup, self.ramp, self.ramp_shape)

@@ -96,6 +96,12 @@ class Trainer:
         self.seconds = 0.0        # training time over all sessions of this run
         self.last_val: Scores | None = None
 
+    def warm_start(self) -> dict[str, list[str]]:
+        """Weights from cfg.train.init (an FP model file or a checkpoint) instead of random ones."""
+        from .warmstart import warm_start
+
+        return warm_start(self.model, self.cfg.train.init)
+
     # -- checkpoints -------------------------------------------------------------------------------------
     def save(self, path: str | Path | None = None) -> Path:
         path = Path(path or self.out / CHECKPOINT)

@@ -1,0 +1,68 @@
+"""Start training from trained weights: a full-precision model file (a shipped name or a path) or a checkpoint.
+
+Binary networks train better from a converged full-precision network than from random weights (the quantized
+net keeps the FP net's features and only has to learn to survive sign()). The FP U-Net and the quantized one
+share the conv weights, the BatchNorms and the output conv; their module trees differ in two places, which
+`_quantized_key` maps:
+  FP  <block>.0.weight / <block>.1.<bn field>   (Sequential of Conv2d, BatchNorm2d, ReLU)
+  Q   <block>.weight   / <block>.bn.<bn field>  (QuantConv)
+The FP transposed convs carry a bias where the quantized ones have a BatchNorm: the bias is dropped and the new
+BatchNorm starts fresh. A quantized model *file* holds folded thresholds and bits, not trainable weights.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import MbunetError
+
+_FP_BLOCK = re.compile(r"^(inc\.1|down\.\d+\.\d+|up_conv\.\d+\.\d+)\.(0|1)\.(.+)$")
+
+
+def _quantized_key(fp_key: str) -> str:
+    m = _FP_BLOCK.match(fp_key)
+    if not m:
+        return fp_key
+    block, part, field = m.groups()
+    return f"{block}.{field}" if part == "0" else f"{block}.bn.{field}"
+
+
+def source_state(ref: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """Trainable tensors of a model file or checkpoint, and the kind of model they belong to."""
+    path = Path(ref)
+    if path.suffix in (".pt", ".pth"):
+        from .trainer import read_checkpoint
+
+        state = read_checkpoint(path)
+        return state["model"], "fp" if not state["config"]["model"].get("quantized", True) else "quantized"
+    from ..modelfile import load_model
+
+    model = load_model(ref)
+    if model.arch.quantized:
+        raise MbunetError(f"--init {ref}: a {model.kind} model file holds folded thresholds and bits, not "
+                          f"trainable weights; start from a full-precision model or a training checkpoint")
+    return {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in model.arrays.items()}, "fp"
+
+
+def warm_start(model, ref: str | Path) -> dict[str, list[str]]:
+    """Copy every tensor of `ref` that the model has (same name after mapping, same shape) into it.
+
+    Returns {"copied": [...], "fresh": [...]}: the model's tensors taken from `ref` and the weights and
+    statistics left as initialised. Raises if nothing matches (another width or another network).
+    """
+    source, kind = source_state(ref)
+    rename = kind == "fp" and model.arch.quantized
+    mapped = {(_quantized_key(k) if rename else k): v for k, v in source.items()}
+    target = model.state_dict()
+    copied = [k for k, v in target.items() if k in mapped and tuple(mapped[k].shape) == tuple(v.shape)]
+    if not any(k.endswith("weight") and target[k].dim() == 4 for k in copied):
+        raise MbunetError(f"--init {ref}: no conv weight of it fits this model (another width or network)")
+    with torch.no_grad():
+        for k in copied:
+            target[k].copy_(mapped[k].to(target[k].dtype))
+    # BatchNorm's batch counter is bookkeeping, not a weight: the FP file does not store it
+    fresh = [k for k in target if k not in copied and not k.endswith("num_batches_tracked")]
+    return {"copied": copied, "fresh": fresh}

@@ -1,10 +1,12 @@
-"""The video pipeline: capture -> preprocess+segment -> annotate -> sinks, each stage in its own thread.
+"""The video pipeline: capture+preprocess -> segment -> annotate -> sinks, each stage in its own thread.
 
 Stages talk through bounded `Channel`s. A live source's first channel keeps only the newest frame (the oldest is
 dropped and counted), so latency stays bounded when the engine is slower than the camera; files never drop (the
 capture thread waits). Each frame carries its capture time, so the sink stage measures end-to-end latency.
-A frame is copied at most once per stage: decode (capture), resize into the engine's batch buffer (preprocess),
-the class mask (segment), drawing in place (annotate).
+A frame is copied at most once per stage: decode and resize to the model input (capture), the batch stacked for
+the engine when batch > 1 (segment), the class mask resized to the frame and drawn in place (annotate). Only the
+engine runs in the segment thread: preprocessing and the mask resize overlap with it, so on files the pipeline
+runs at the engine's own rate when the other stages have a core (or the GPU has the engine).
 
 Stopping: the first Ctrl-C/SIGTERM (or `q` in a window) stops capture; frames already in flight are finished and
 every sink is closed, so files stay playable and the summary is written. A second Ctrl-C interrupts at once.
@@ -38,7 +40,9 @@ class Item:
     t_capture: float           # time.perf_counter() when the frame was read
     t_wall: float              # time.time() at the same moment (for the JSON-lines record)
     ms: dict[str, float] = field(default_factory=dict)
-    mask: np.ndarray | None = None
+    mask: np.ndarray | None = None          # model-size class mask from segment, frame-size after annotate
+    model_input: np.ndarray | None = None   # RGB uint8 [H, W, 3] at the model input size
+    geo: Geometry | None = None             # how the frame maps to the model input
 
 
 class Channel:
@@ -119,7 +123,7 @@ class Runner:
         self._annotated = Channel(options.queue_size)
         self._channels = (self._captured, self._segmented, self._annotated)
         self._geo: Geometry | None = None
-        self._buffer = np.empty((self.batch, *engine.model.arch.input_size, 3), np.uint8)
+        self._buffer = np.empty((self.batch, *engine.model.arch.input_size, 3), np.uint8) if self.batch > 1 else None
 
     def run(self) -> None:
         """Run to the end of the source, a stop request or an error (re-raised here after a clean shutdown)."""
@@ -174,9 +178,19 @@ class Runner:
                 next_t = max(next_t + pace, time.perf_counter() - pace)
             t1 = time.perf_counter()
             item = Item(count, cap.image, t1, time.time(), {"capture": (t1 - t0) * 1e3})
+            self._preprocess(item)
             count += 1
             if not self._captured.put(item):
                 return
+
+    def _preprocess(self, item: Item) -> None:
+        t0 = time.perf_counter()
+        frame_size = item.image.shape[:2]
+        if self._geo is None or self._geo.frame_size != frame_size:
+            self._geo = geometry(frame_size, self.engine.model.arch.input_size, self.options.fit)
+        item.geo = self._geo
+        item.model_input = to_model_input(item.image, self._geo)
+        item.ms["preprocess"] = (time.perf_counter() - t0) * 1e3
 
     def _segment(self) -> None:
         while True:
@@ -195,28 +209,22 @@ class Runner:
                     return
 
     def _segment_batch(self, items: list[Item]) -> None:
-        input_size = self.engine.model.arch.input_size
-        geos = []
-        for i, item in enumerate(items):
-            t0 = time.perf_counter()
-            frame_size = item.image.shape[:2]
-            if self._geo is None or self._geo.frame_size != frame_size:
-                self._geo = geometry(frame_size, input_size, self.options.fit)
-            geos.append(self._geo)
-            to_model_input(item.image, self._geo, self._buffer[i])
-            item.ms["preprocess"] = (time.perf_counter() - t0) * 1e3
+        if len(items) == 1:
+            batch = items[0].model_input[None]  # a view: no copy at batch 1
+        else:
+            batch = np.stack([item.model_input for item in items], out=self._buffer[:len(items)])
         t0 = time.perf_counter()
-        masks = self.engine.segment(self._buffer[:len(items)])
+        masks = self.engine.segment(batch)
         self.engine.sync()
         per_frame = (time.perf_counter() - t0) * 1e3 / len(items)
-        for item, mask, geo in zip(items, masks, geos):
-            t1 = time.perf_counter()
-            item.mask = mask_to_frame(mask, geo)
-            item.ms["segment"] = per_frame + (time.perf_counter() - t1) * 1e3
+        for item, mask in zip(items, masks):
+            item.mask = mask
+            item.ms["segment"] = per_frame
 
     def _annotate(self) -> None:
         while (item := self._segmented.get()) is not None:
             t0 = time.perf_counter()
+            item.mask = mask_to_frame(item.mask, item.geo)
             item.image = self.annotator.annotate(item.image, item.mask)
             item.ms["annotate"] = (time.perf_counter() - t0) * 1e3
             if not self._annotated.put(item):

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.arch import LAYERS
 from pipeline.errors import ConfigError
+from pipeline.modelfile import load_model
 from pipeline.train.config import config_from_dict, load_config, override
 from pipeline.train.schedule import Phases, learning_rate, quant_mix
 
@@ -49,7 +50,10 @@ def test_shipped_recipes_load(name, kind):
     arch = cfg.model.architecture()
     assert arch.model_kind == kind and arch.width == 32 and arch.input_size == (144, 192)
     if kind == "mbunet":
-        assert [n for n, k in zip(LAYERS, arch.layer_kinds) if k == "masked"] == [f"up-CT{i}" for i in range(1, 5)]
+        masked = {n for n, k in zip(LAYERS, arch.layer_kinds) if k == "masked"}
+        assert masked == {"up-CT1", "up-CT2", "up-CT3", "up-CT4", "down-C1", "down-C2"}  # cost ranks 1-6
+    # the recipe reproduces the shipped model of its name: same layer kinds
+    assert load_model(cfg.name).arch.layer_kinds == arch.layer_kinds
 
 
 @pytest.mark.parametrize("raw, match", [

@@ -50,7 +50,8 @@ def card_markdown(card: dict) -> str:
     lines += ["", f"Data: {train.get('data', 'not recorded')}", "",
               "Reproduce: `mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds "
               f"DIR --steps {t.get('steps', 'N')}" + (f" --init {t['init']}" if t.get("init") else "")
-              + f" --export weights/{card.get('name', 'model')}.safetensors`; the full recipe is stored in the model file's card (training.recipe)."]
+              + f" --export weights/{card.get('name', 'model')}.safetensors`; "
+              "the full recipe is stored in the model file's card (training.recipe)."]
     return "\n".join(lines) + "\n"
 
 

@@ -30,21 +30,21 @@ def _quantized_key(fp_key: str) -> str:
     return f"{block}.{field}" if part == "0" else f"{block}.bn.{field}"
 
 
-def source_state(ref: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """Trainable tensors of a model file or checkpoint, and the kind of model they belong to."""
+def source_state(ref: str | Path) -> tuple[dict[str, torch.Tensor], bool]:
+    """Trainable tensors of a model file or checkpoint, and whether they belong to a full-precision U-Net."""
     path = Path(ref)
     if path.suffix in (".pt", ".pth"):
         from .trainer import read_checkpoint
 
         state = read_checkpoint(path)
-        return state["model"], "fp" if not state["config"]["model"].get("quantized", True) else "quantized"
+        return state["model"], not state["config"]["model"].get("quantized", True)
     from ..modelfile import load_model
 
     model = load_model(ref)
     if model.arch.quantized:
         raise MbunetError(f"--init {ref}: a {model.kind} model file holds folded thresholds and bits, not "
                           f"trainable weights; start from a full-precision model or a training checkpoint")
-    return {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in model.arrays.items()}, "fp"
+    return {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in model.arrays.items()}, True
 
 
 def warm_start(model, ref: str | Path) -> dict[str, list[str]]:
@@ -53,11 +53,11 @@ def warm_start(model, ref: str | Path) -> dict[str, list[str]]:
     Returns {"copied": [...], "fresh": [...]}: the model's tensors taken from `ref` and the weights and
     statistics left as initialised. Raises if nothing matches (another width or another network).
     """
-    source, kind = source_state(ref)
-    rename = kind == "fp" and model.arch.quantized
+    source, from_fp = source_state(ref)
+    rename = from_fp and model.arch.quantized
     mapped = {(_quantized_key(k) if rename else k): v for k, v in source.items()}
     target = model.state_dict()
-    copied = [k for k, v in target.items() if k in mapped and tuple(mapped[k].shape) == tuple(v.shape)]
+    copied = [k for k, v in target.items() if k in mapped and mapped[k].shape == v.shape]
     if not any(k.endswith("weight") and target[k].dim() == 4 for k in copied):
         raise MbunetError(f"--init {ref}: no conv weight of it fits this model (another width or network)")
     with torch.no_grad():

@@ -102,7 +102,7 @@ def _export_binary(mod, step) -> tuple[dict, np.ndarray]:
 
     w = mod.weight.detach()
     out_dim = 1 if mod.transposed else 0
-    q = quantize_weight(w, mod.kind).double().numpy()
+    q = quantize_weight(w, mod.kind, mod.mask_delta).double().numpy()
     alpha = channel_scale(w, out_dim).double().numpy().reshape(-1)
     q = q.transpose(1, 2, 3, 0) if mod.transposed else q.transpose(0, 2, 3, 1)   # -> [Cout, kh, kw, Cin]
     t, g, b = _bn_threshold(mod.bn)
@@ -179,7 +179,7 @@ def export_checkpoint(checkpoint, path, name: str | None = None) -> Path:
     state = read_checkpoint(checkpoint)
     cfg = config_from_dict(state["config"], f"{checkpoint} (stored recipe)")
     arch = cfg.model.architecture()
-    model = UNet(arch)
+    model = UNet(arch, cfg.model.mask_delta)
     try:
         model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v
                                for k, v in state["model"].items()})

@@ -7,7 +7,7 @@ Quantized layers mix a full-precision path and the quantized one with `quant_mix
 (progressive binarisation): weights (1-m)*w + m*alpha*q(w), activations (1-m)*hardtanh(y) + m*sign(y).
 At m = 1 the network is exactly the function the bit engines compute (up to float BatchNorm ties):
 sign(0) = +1 everywhere, binary activations padded with -1, weights binary {-1,+1} or masked {-1,0,+1} with
-delta = 0.7 * mean|w| per layer, alpha = mean|w| per output channel (a positive scale that BatchNorm absorbs).
+delta = mask_delta * mean|w| per layer (0.7 unless the recipe says otherwise), alpha = mean|w| per output channel (a positive scale that BatchNorm absorbs).
 """
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .arch import LEVELS, Architecture
-
-MASK_DELTA = 0.7
+from .arch import LEVELS, MASK_DELTA, Architecture
 
 
 class _SignSTE(torch.autograd.Function):
@@ -38,11 +36,11 @@ def sign_ste(x: torch.Tensor) -> torch.Tensor:
     return _SignSTE.apply(x)
 
 
-def quantize_weight(w: torch.Tensor, kind: str) -> torch.Tensor:
+def quantize_weight(w: torch.Tensor, kind: str, mask_delta: float = MASK_DELTA) -> torch.Tensor:
     """Binary {-1,+1} or masked {-1,0,+1} weights (straight-through), without the alpha scale."""
     q = sign_ste(w)
     if kind == "masked":
-        q = q * (w.abs() > MASK_DELTA * w.abs().mean()).to(w.dtype)
+        q = q * (w.abs() > mask_delta * w.abs().mean()).to(w.dtype)
     return q
 
 
@@ -55,9 +53,10 @@ def channel_scale(w: torch.Tensor, out_dim: int) -> torch.Tensor:
 class QuantConv(nn.Module):
     """Binary/masked conv (3x3, -1 padding) or 2x2/s2 transposed conv, then BatchNorm and binary activation."""
 
-    def __init__(self, cin: int, cout: int, kind: str, transposed: bool = False) -> None:
+    def __init__(self, cin: int, cout: int, kind: str, transposed: bool = False,
+                 mask_delta: float = MASK_DELTA) -> None:
         super().__init__()
-        self.kind, self.transposed = kind, transposed
+        self.kind, self.transposed, self.mask_delta = kind, transposed, mask_delta
         shape = (cin, cout, 2, 2) if transposed else (cout, cin, 3, 3)
         self.weight = nn.Parameter(torch.empty(shape))
         nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
@@ -67,7 +66,7 @@ class QuantConv(nn.Module):
     def effective_weight(self) -> torch.Tensor:
         out_dim = 1 if self.transposed else 0
         w = self.weight
-        q = quantize_weight(w, self.kind) * channel_scale(w, out_dim)
+        q = quantize_weight(w, self.kind, self.mask_delta) * channel_scale(w, out_dim)
         return q if self.quant_mix >= 1 else (1 - self.quant_mix) * w + self.quant_mix * q
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,32 +139,34 @@ def _fp_conv(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-def _conv(cin: int, cout: int, kind: str) -> nn.Module:
-    return _fp_conv(cin, cout) if kind == "fp" else QuantConv(cin, cout, kind)
+def _conv(cin: int, cout: int, kind: str, mask_delta: float) -> nn.Module:
+    return _fp_conv(cin, cout) if kind == "fp" else QuantConv(cin, cout, kind, mask_delta=mask_delta)
 
 
-def _double(cin: int, cout: int, kind: str) -> nn.Sequential:
-    return nn.Sequential(_conv(cin, cout, kind), _conv(cout, cout, kind))
+def _double(cin: int, cout: int, kind: str, mask_delta: float) -> nn.Sequential:
+    return nn.Sequential(_conv(cin, cout, kind, mask_delta), _conv(cout, cout, kind, mask_delta))
 
 
-def _up(cin: int, cout: int, kind: str) -> nn.Module:
-    return nn.ConvTranspose2d(cin, cout, 2, stride=2) if kind == "fp" else QuantConv(cin, cout, kind, True)
+def _up(cin: int, cout: int, kind: str, mask_delta: float) -> nn.Module:
+    if kind == "fp":
+        return nn.ConvTranspose2d(cin, cout, 2, stride=2)
+    return QuantConv(cin, cout, kind, transposed=True, mask_delta=mask_delta)
 
 
 class UNet(nn.Module):
     """4-level U-Net; module names mirror arch.plan step names (inc.0 ~ "in.0", down[k-1] ~ "down{k}", ...)."""
 
-    def __init__(self, arch: Architecture) -> None:
+    def __init__(self, arch: Architecture, mask_delta: float = MASK_DELTA) -> None:
         super().__init__()
         self.arch = arch
-        c = arch.width
-        self.inc = nn.Sequential(InputConv(c, arch), _conv(c, c, "masked" if arch.quantized else "fp"))
-        self.down = nn.ModuleList(_double(c * 2 ** k, c * 2 ** (k + 1), arch.kind_of(f"down-C{k + 1}"))
+        c, d = arch.width, mask_delta
+        self.inc = nn.Sequential(InputConv(c, arch), _conv(c, c, "masked" if arch.quantized else "fp", d))
+        self.down = nn.ModuleList(_double(c * 2 ** k, c * 2 ** (k + 1), arch.kind_of(f"down-C{k + 1}"), d)
                                   for k in range(LEVELS))
-        self.up = nn.ModuleList(_up(c * 2 ** (LEVELS - k), c * 2 ** (LEVELS - k - 1), arch.kind_of(f"up-CT{k + 1}"))
-                                for k in range(LEVELS))
+        self.up = nn.ModuleList(_up(c * 2 ** (LEVELS - k), c * 2 ** (LEVELS - k - 1),
+                                    arch.kind_of(f"up-CT{k + 1}"), d) for k in range(LEVELS))
         self.up_conv = nn.ModuleList(_double(c * 2 ** (LEVELS - k), c * 2 ** (LEVELS - k - 1),
-                                             arch.kind_of(f"up-C{k + 1}")) for k in range(LEVELS))
+                                             arch.kind_of(f"up-C{k + 1}"), d) for k in range(LEVELS))
         self.outc = nn.Conv2d(c, arch.classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -195,7 +196,7 @@ def zero_fractions(model: UNet) -> dict[str, float]:
         masked = [m for m in modules if isinstance(m, QuantConv) and m.kind == "masked"]
         if masked:
             with torch.no_grad():
-                zeros = sum(int((quantize_weight(m.weight, "masked") == 0).sum()) for m in masked)
+                zeros = sum(int((quantize_weight(m.weight, "masked", m.mask_delta) == 0).sum()) for m in masked)
             out[layer] = zeros / sum(m.weight.numel() for m in masked)
     return out
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import random_frames
-from pipeline.arch import Architecture, plan
+from pipeline.arch import MASK_DELTA, Architecture, plan
 from pipeline.bits import unpack_bits
 from pipeline.engines.base import create_engine
 from pipeline.export import export_model
@@ -14,14 +14,15 @@ from pipeline.modelfile import load_model
 from pipeline.nn import UNet, set_quant_mix, step_modules, zero_fractions
 
 
-def _randomised_unet(arch: Architecture, seed: int, frames: np.ndarray | None = None) -> UNet:
+def _randomised_unet(arch: Architecture, seed: int, frames: np.ndarray | None = None,
+                     mask_delta: float = MASK_DELTA) -> UNet:
     """A UNet with random BatchNorm statistics (negative and zero gammas included).
 
     With `frames`, the output bias is centred on the logits seen on them (one class: between two logit values
     at least 1e-3 apart, so the test is not decided by exact ties or by float noise).
     """
     torch.manual_seed(seed)
-    model = UNet(arch)
+    model = UNet(arch, mask_delta)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -45,15 +46,16 @@ def _as_input(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
 
 
-@pytest.mark.parametrize("seed,classes,masked", [
-    (0, 1, ["up-CT1", "up-CT2", "down-C1"]),
-    (1, 1, []),
-    (2, 3, ["up-CT4", "up-C4", "down-C4"]),
+@pytest.mark.parametrize("seed,classes,masked,mask_delta", [
+    (0, 1, ["up-CT1", "up-CT2", "down-C1"], MASK_DELTA),
+    (1, 1, [], MASK_DELTA),
+    (2, 3, ["up-CT4", "up-C4", "down-C4"], MASK_DELTA),
+    (4, 1, ["up-CT1", "up-C1", "down-C2"], 1.6),   # a sparser recipe: the file holds its zeros, not the ratio
 ])
-def test_reference_agrees_with_quantized_torch_model(seed, classes, masked, tmp_path):
+def test_reference_agrees_with_quantized_torch_model(seed, classes, masked, mask_delta, tmp_path):
     arch = Architecture(width=8, classes=classes, input_size=(32, 48)).with_masked(masked)
     frames = random_frames(16, 32, 48, seed)
-    model = _randomised_unet(arch, seed, frames)
+    model = _randomised_unet(arch, seed, frames, mask_delta)
     model_file = load_model(export_model(model, arch, {"name": "t"}, tmp_path / "t.safetensors"))
     with torch.no_grad():
         logits = model(_as_input(frames))
@@ -87,6 +89,15 @@ def test_card_records_flips_zero_fraction_and_thresholds(tmp_path):
     card = load_model(export_model(model, arch, {"name": "t"}, tmp_path / "t.safetensors")).card
     assert set(card["zero_fraction"]) == {"up-CT1"} and 0 < card["zero_fraction"]["up-CT1"] < 1
     assert zero_fractions(model) == card["zero_fraction"]
+
+
+@pytest.mark.parametrize("mask_delta,zeros", [(MASK_DELTA, 0.35), (1.6, 0.80)])
+def test_mask_delta_sets_the_zero_fraction(mask_delta, zeros, tmp_path):
+    """kaiming-uniform weights: |w| <= d * mean|w| holds for a fraction d / 2 of them."""
+    arch = Architecture(width=8, input_size=(16, 16)).with_masked(["up-C1"])
+    model = _randomised_unet(arch, 4, mask_delta=mask_delta)
+    card = load_model(export_model(model, arch, {"name": "t"}, tmp_path / "t.safetensors")).card
+    assert abs(card["zero_fraction"]["up-C1"] - zeros) < 0.02
     negative = {name: (mod.bn.weight < 0).nonzero().ravel().tolist()
                 for name, mod in step_modules(model).items() if hasattr(mod, "bn")}
     assert card["flipped_channels"] == {k: v for k, v in negative.items() if v}

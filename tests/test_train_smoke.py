@@ -64,12 +64,13 @@ def test_resume_continues_exactly(data, tmp_path):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name
 
 
-def test_resume_refuses_another_architecture(data, tmp_path):
+@pytest.mark.parametrize("change", [{"masked": []}, {"mask_delta": 1.6}])
+def test_resume_refuses_another_model(data, tmp_path, change):
     t = _trainer(data, tmp_path)
     t.save()
-    other = Trainer(config_from_dict({**TINY, "model": {**TINY["model"], "masked": []}}), data,
+    other = Trainer(config_from_dict({**TINY, "model": {**TINY["model"], **change}}), data,
                     torch.device("cpu"), tmp_path / "o")
-    with pytest.raises(ConfigError, match="another architecture"):
+    with pytest.raises(ConfigError, match="another model"):
         other.load(tmp_path / CHECKPOINT)
 
 

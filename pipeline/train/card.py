@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..arch import LAYERS
+from ..arch import LAYERS, MASK_DELTA
 
 
 def card_markdown(card: dict) -> str:
@@ -46,7 +46,9 @@ def card_markdown(card: dict) -> str:
                      f"({t.get('ramp_shape', '?')}) over {t.get('ramp', '?')}, then fully binary")
     zeros = train.get("zero_fractions") or {}
     if zeros:
-        lines.append("- zero weights per masked layer: " + ", ".join(f"{k} {v:.0%}" for k, v in zeros.items()))
+        delta = recipe.get("model", {}).get("mask_delta", MASK_DELTA)
+        lines.append(f"- zero weights per masked layer (|w| <= {delta} mean|w|): "
+                     + ", ".join(f"{k} {v:.0%}" for k, v in zeros.items()))
     lines += ["", f"Data: {train.get('data', 'not recorded')}", "",
               "Reproduce: `mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds "
               f"DIR --steps {t.get('steps', 'N')}" + (f" --init {t['init']}" if t.get("init") else "")

@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..arch import LAYERS, Architecture, cheapest_layers
+from ..arch import LAYERS, MASK_DELTA, Architecture, cheapest_layers
 from ..errors import ConfigError
 from .composite import CompositeRecipe
 from .schedule import LR_KINDS, RAMPS, Phases
@@ -24,6 +24,7 @@ class ModelSpec:
     quantized: bool = True
     masked: tuple[str, ...] = ()            # layer names to mask, or ...
     masked_count: int | None = None         # ... the k cheapest layers by cost rank (overrides `masked`)
+    mask_delta: float = MASK_DELTA          # masked weights are 0 where |w| <= mask_delta * mean|w| of the layer
 
     def architecture(self) -> Architecture:
         base = Architecture(self.width, self.classes, tuple(self.input_size), quantized=self.quantized)
@@ -85,6 +86,9 @@ class TrainConfig:
         if t.steps < 1 or t.batch < 1 or t.val_every < 1:
             raise ConfigError(f"train.steps, batch and val_every must be >= 1, got {t.steps}, {t.batch}, "
                               f"{t.val_every}")
+        if not 0 < self.model.mask_delta < 3:
+            raise ConfigError(f"model.mask_delta {self.model.mask_delta}: expected a ratio to mean|w| in (0, 3) "
+                              "(0.7 keeps about 40% zeros, 1.6 about 80%)")
         h, w = self.model.input_size
         if t.crop and (len(t.crop) != 2 or not (0 < t.crop[0] <= h and 0 < t.crop[1] <= w)
                        or t.crop[0] % 16 or t.crop[1] % 16):

@@ -86,7 +86,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.arch = cfg.model.architecture()
         torch.manual_seed(cfg.train.seed)
-        self.model = UNet(self.arch).to(device)
+        self.model = UNet(self.arch, cfg.model.mask_delta).to(device)
         t = cfg.train
         opt = torch.optim.Adam if t.optimizer == "adam" else torch.optim.RMSprop
         self.opt = opt(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
@@ -116,9 +116,9 @@ class Trainer:
 
     def load(self, path: str | Path) -> None:
         state = read_checkpoint(path)
-        if state["config"]["model"] != self.cfg.to_json()["model"]:
-            raise ConfigError(f"{path}: checkpoint of another architecture than the recipe's "
-                              f"({state['config']['model']} vs {self.cfg.to_json()['model']})")
+        stored = config_from_dict(state["config"], f"{path} (stored recipe)").model  # older recipes: defaults
+        if stored != self.cfg.model:
+            raise ConfigError(f"{path}: checkpoint of another model than the recipe's ({stored} vs {self.cfg.model})")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.best, self.seconds = int(state["step"]), float(state["best"]), float(state["seconds"])

@@ -7,7 +7,8 @@ Quantized layers mix a full-precision path and the quantized one with `quant_mix
 (progressive binarisation): weights (1-m)*w + m*alpha*q(w), activations (1-m)*hardtanh(y) + m*sign(y).
 At m = 1 the network is exactly the function the bit engines compute (up to float BatchNorm ties):
 sign(0) = +1 everywhere, binary activations padded with -1, weights binary {-1,+1} or masked {-1,0,+1} with
-delta = mask_delta * mean|w| per layer (0.7 unless the recipe says otherwise), alpha = mean|w| per output channel (a positive scale that BatchNorm absorbs).
+delta = mask_delta * mean|w| per layer (0.7 unless the recipe says otherwise), alpha = mean|w| per output
+channel (a positive scale that BatchNorm absorbs).
 """
 from __future__ import annotations
 

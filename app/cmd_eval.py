@@ -38,5 +38,5 @@ def main(args: argparse.Namespace) -> int:
         return 0
     s = result.scores
     print(f"model {result.model}, engine {result.engine}, {s.images} images: "
-          f"dice {s.dice:.4f}  iou {s.iou:.4f}  f1 {s.f1:.4f}")
+          f"dice {s.dice:.4f} (+-{s.dice_ci95:.4f}, 95% CI over images)  iou {s.iou:.4f}  f1 {s.f1:.4f}")
     return 0

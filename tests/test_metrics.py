@@ -38,6 +38,13 @@ def test_set_means_dice_per_image_but_pools_pixels_for_f1():
     assert r.dice == pytest.approx(0.75)
     assert r.iou == pytest.approx((1 / 3 + 1) / 2)
     assert r.f1 == pytest.approx(2 * 5 / (2 * 5 + 1 + 1))       # pooled: tp 5, fp 1, fn 1
+    assert r.dice_ci95 == pytest.approx(1.96 * np.std([0.5, 1.0], ddof=1) / np.sqrt(2))
+
+
+def test_one_image_has_no_confidence_interval():
+    s = ScoreSet()
+    s.add(P, T)
+    assert np.isnan(s.result().dice_ci95)
 
 
 def test_batches_equal_single_images():

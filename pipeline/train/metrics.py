@@ -40,6 +40,7 @@ class Scores:
     dice: float
     iou: float
     f1: float
+    dice_ci95: float   # half-width of the 95% confidence interval of the mean Dice (normal approximation)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -69,4 +70,6 @@ class ScoreSet:
         if not self._dice:
             raise ValueError("no images scored")
         f1 = _dice_iou(self._tp, self._fp, self._fn)[0]  # pixel F1 over the set = Dice of the pooled counts
-        return Scores(len(self._dice), float(np.mean(self._dice)), float(np.mean(self._iou)), f1)
+        n = len(self._dice)
+        ci = 1.96 * float(np.std(self._dice, ddof=1)) / np.sqrt(n) if n > 1 else float("nan")
+        return Scores(n, float(np.mean(self._dice)), float(np.mean(self._iou)), f1, ci)

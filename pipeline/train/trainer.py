@@ -215,7 +215,7 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
         note = f" -> exported {export}" if exported else ""
         bar.write(f"[{self.cfg.name}] step {self.step}: loss {loss:.4f} mix {self.mix():.2f} val dice "
-                  f"{scores.dice:.4f} iou {scores.iou:.4f} f1 {scores.f1:.4f}{note}")
+                  f"{scores.dice:.4f} (+-{scores.dice_ci95:.4f}) iou {scores.iou:.4f} f1 {scores.f1:.4f}{note}")
 
 
 def read_checkpoint(path: str | Path) -> dict:

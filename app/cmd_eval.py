@@ -13,8 +13,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="NAME|PATH", help="model file or shipped name (default: the default model)")
     p.add_argument("--engine", default="auto", help="engine name (default auto: the fastest that runs here)")
     p.add_argument("--batch", type=int, default=8, help="images per engine call (default 8)")
+    p.add_argument("--against", metavar="NAME|PATH", help="also score this model on the same images and report "
+                   "the paired Dice difference (model - against) with its 95%% confidence interval")
     p.add_argument("--json", action="store_true", help='print only JSON {"model", "engine", "images", "dice", '
-                   '"iou", "f1"}')
+                   '"iou", "f1"}; with --against also "against" (the same for that model), "dice_difference" and '
+                   '"dice_difference_ci95"')
 
 
 def main(args: argparse.Namespace) -> int:
@@ -22,8 +25,9 @@ def main(args: argparse.Namespace) -> int:
     import sys
 
     from pipeline.errors import ConfigError
-    from pipeline.modelfile import DEFAULT_MODEL
+    from pipeline.modelfile import DEFAULT_MODEL, resolve_model
     from pipeline.train.evaluate import evaluate
+    from pipeline.train.metrics import paired_difference
 
     if args.batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {args.batch}")
@@ -31,12 +35,25 @@ def main(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         print(f"\r{done}/{total} images", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    result = evaluate(args.model or DEFAULT_MODEL, args.images, args.masks, args.engine, args.batch,
-                      None if args.json else progress)
+    refs = [resolve_model(ref) for ref in [args.model or DEFAULT_MODEL] + ([args.against] if args.against else [])]
+    results = [evaluate(ref, args.images, args.masks, args.engine, args.batch, None if args.json else progress)
+               for ref in refs]
+    if args.against and results[0].scores.images < 2:
+        raise ConfigError("--against needs at least 2 images to compare the models")
+    diff = paired_difference(results[0].image_dice, results[1].image_dice) if args.against else None
     if args.json:
-        print(json.dumps(result.to_json()))
+        out = results[0].to_json()
+        if diff:
+            out.update(against=results[1].to_json(), dice_difference=diff[0], dice_difference_ci95=diff[1])
+        print(json.dumps(out))
         return 0
-    s = result.scores
-    print(f"model {result.model}, engine {result.engine}, {s.images} images: "
-          f"dice {s.dice:.4f} (+-{s.dice_ci95:.4f}, 95% CI over images)  iou {s.iou:.4f}  f1 {s.f1:.4f}")
+    for r in results:
+        s = r.scores
+        print(f"model {r.model}, engine {r.engine}, {s.images} images: "
+              f"dice {s.dice:.4f} (+-{s.dice_ci95:.4f}, 95% CI over images)  iou {s.iou:.4f}  f1 {s.f1:.4f}")
+    if diff:
+        verdict = "no clear difference" if abs(diff[0]) <= diff[1] else (
+            f"{results[0].model} {'above' if diff[0] > 0 else 'below'} {results[1].model}")
+        print(f"dice difference {results[0].model} - {results[1].model}: {diff[0]:+.4f} +-{diff[1]:.4f} "
+              f"(95% CI, paired over the same images): {verdict}")
     return 0

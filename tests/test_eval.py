@@ -86,3 +86,24 @@ def test_unknown_model_and_engine(model_path, folders, capsys):
     assert cli(["eval", "--images", str(images), "--masks", str(masks), "--model", str(model_path),
                 "--engine", "warp-drive"]) == 2
     assert "unknown engine 'warp-drive'" in capsys.readouterr().err
+
+
+def test_against_reports_the_paired_difference(model_path, folders, capsys, tmp_path):
+    images, masks = folders
+    other = random_quantized_model(Architecture(width=4, input_size=(32, 32)), seed=8, name="rand-b")
+    other_path = save_model(tmp_path / "b.safetensors", other.arch, other.arrays, other.card)
+    args = ["--images", str(images), "--masks", str(masks), "--engine", "reference"]
+    out = _eval_json(capsys, *args, "--model", str(model_path), "--against", str(other_path))
+    assert out["model"] == "rand-w4" and out["against"]["model"] == "rand-b"
+    assert out["dice_difference"] == pytest.approx(out["dice"] - out["against"]["dice"])
+    assert out["dice_difference_ci95"] >= 0
+    assert cli(["eval", *args, "--model", str(model_path), "--against", str(model_path)]) == 0
+    assert "+0.0000 +-0.0000 (95% CI, paired over the same images): no clear difference" in capsys.readouterr().out
+
+
+def test_against_an_unknown_model_fails_before_scoring(model_path, folders, capsys):
+    images, masks = folders
+    assert cli(["eval", "--images", str(images), "--masks", str(masks), "--model", str(model_path),
+                "--against", "no-such-model"]) == 2
+    captured = capsys.readouterr()
+    assert "model not found: no-such-model" in captured.err and "images" not in captured.err

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.train.metrics import ScoreSet, dice, iou
+from pipeline.train.metrics import ScoreSet, dice, iou, paired_difference
 
 P = np.array([[1, 1], [0, 0]], np.uint8)
 T = np.array([[1, 0], [1, 0]], np.uint8)  # tp 1, fp 1, fn 1
@@ -62,3 +62,13 @@ def test_shape_mismatch_and_empty_set():
         dice(np.zeros((2, 2)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="no images"):
         ScoreSet().result()
+
+
+def test_paired_difference_removes_the_spread_between_images():
+    b = np.array([0.2, 0.9, 0.5, 0.7])
+    assert paired_difference(b + 0.1, b) == pytest.approx((0.1, 0.0))
+    a = b + np.array([0.1, 0.0, 0.1, 0.0])
+    mean, ci = paired_difference(a, b)
+    assert mean == pytest.approx(0.05) and ci == pytest.approx(1.96 * np.std([0.1, 0, 0.1, 0], ddof=1) / 2)
+    with pytest.raises(ValueError, match="two equal lists"):
+        paired_difference(b, b[:3])

@@ -5,7 +5,7 @@ size with nearest neighbour before it is compared with the true mask at full res
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +20,7 @@ class EvalResult:
     model: str
     engine: str
     scores: Scores
+    image_dice: np.ndarray = field(repr=False)   # per image, in the folder's (sorted) order
 
     def to_json(self) -> dict:
         s = self.scores
@@ -52,4 +53,4 @@ def evaluate(model_ref: str | Path, images: str | Path, masks: str | Path, engin
                 progress(min(start + batch, len(pairs)), len(pairs))
     finally:
         eng.close()
-    return EvalResult(model.name, name, scores.result())
+    return EvalResult(model.name, name, scores.result(), scores.image_dice())

@@ -66,6 +66,10 @@ class ScoreSet:
         self._dice.append(d)
         self._iou.append(j)
 
+    def image_dice(self) -> np.ndarray:
+        """Dice of each image, in the order they were added (for paired comparisons of two models)."""
+        return np.asarray(self._dice)
+
     def result(self) -> Scores:
         if not self._dice:
             raise ValueError("no images scored")
@@ -73,3 +77,16 @@ class ScoreSet:
         n = len(self._dice)
         ci = 1.96 * float(np.std(self._dice, ddof=1)) / np.sqrt(n) if n > 1 else float("nan")
         return Scores(n, float(np.mean(self._dice)), float(np.mean(self._iou)), f1, ci)
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean of a - b over the same images, and the half-width of its 95% confidence interval.
+
+    Pairing removes the spread between easy and hard images, which dominates either model's own interval:
+    two models can differ clearly even where their separate intervals overlap.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"paired scores need two equal lists of at least 2 images, got {a.shape} and {b.shape}")
+    d = a - b
+    return float(d.mean()), 1.96 * float(d.std(ddof=1)) / np.sqrt(len(d))

@@ -25,7 +25,8 @@ def main(args: argparse.Namespace) -> int:
     import sys
 
     from pipeline.errors import ConfigError
-    from pipeline.modelfile import DEFAULT_MODEL, resolve_model
+    from pipeline.engines.base import engine_for
+    from pipeline.modelfile import DEFAULT_MODEL, load_model, resolve_model
     from pipeline.train.evaluate import evaluate
     from pipeline.train.metrics import paired_difference
 
@@ -36,6 +37,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"\r{done}/{total} images", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     refs = [resolve_model(ref) for ref in [args.model or DEFAULT_MODEL] + ([args.against] if args.against else [])]
+    for ref in refs:  # every model must load and suit the engine before the first one is scored
+        engine_for(args.engine, load_model(ref))
     results = [evaluate(ref, args.images, args.masks, args.engine, args.batch, None if args.json else progress)
                for ref in refs]
     if args.against and results[0].scores.images < 2:

@@ -101,9 +101,18 @@ def test_against_reports_the_paired_difference(model_path, folders, capsys, tmp_
     assert "+0.0000 +-0.0000 (95% CI, paired over the same images): no clear difference" in capsys.readouterr().out
 
 
-def test_against_an_unknown_model_fails_before_scoring(model_path, folders, capsys):
+def test_against_an_unknown_or_unsuitable_model_fails_before_scoring(model_path, folders, capsys, tmp_path):
     images, masks = folders
-    assert cli(["eval", "--images", str(images), "--masks", str(masks), "--model", str(model_path),
-                "--against", "no-such-model"]) == 2
-    captured = capsys.readouterr()
-    assert "model not found: no-such-model" in captured.err and "images" not in captured.err
+    torch = pytest.importorskip("torch")
+    from pipeline.export import export_model
+    from pipeline.nn import UNet
+
+    fp = Architecture(width=4, input_size=(32, 32), quantized=False)
+    torch.manual_seed(0)
+    fp_path = export_model(UNet(fp).eval(), fp, {"name": "fp"}, tmp_path / "fp.safetensors")
+    for against, message in (("no-such-model", "model not found: no-such-model"),
+                             (str(fp_path), "engine cpu cannot run")):
+        assert cli(["eval", "--images", str(images), "--masks", str(masks), "--model", str(model_path),
+                    "--engine", "cpu", "--against", against]) == 2
+        captured = capsys.readouterr()
+        assert message in captured.err and "images" not in captured.err

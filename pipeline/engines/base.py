@@ -114,20 +114,28 @@ def choose_engine(model: ModelFile | None = None) -> EngineChoice:
     for name in list_engines():
         why = _REGISTRY[name].unavailable(model)
         if why is None:
-            reason = f"fastest available here" + (f"; skipped {'; '.join(skipped)}" if skipped else "")
+            reason = "fastest available here" + (f"; skipped {'; '.join(skipped)}" if skipped else "")
             return EngineChoice(name, reason)
         skipped.append(f"{name}: {why}")
     raise EngineUnavailable("no engine can run here: " + "; ".join(skipped))
 
 
-def create_engine(name: str, model: ModelFile) -> Engine:
-    """Instantiate and load an engine by name ("auto" picks); raises EngineUnavailable with the reason."""
+def engine_for(name: str, model: ModelFile) -> type[Engine]:
+    """The engine class that will run this model ("auto" picks); raises EngineUnavailable with the reason.
+
+    Cheap (nothing is compiled or allocated): commands check every model they were given before the slow work.
+    """
     if name == "auto":
         name = choose_engine(model).name
     cls = engine_class(name)
     why = cls.unavailable(model)
     if why is not None:
         raise EngineUnavailable(f"engine {name} cannot run: {why}")
-    engine = cls()
+    return cls
+
+
+def create_engine(name: str, model: ModelFile) -> Engine:
+    """Instantiate and load an engine by name ("auto" picks); raises EngineUnavailable with the reason."""
+    engine = engine_for(name, model)()
     engine.load(model)
     return engine

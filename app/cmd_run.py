@@ -65,8 +65,8 @@ def main(args: argparse.Namespace) -> int:
     from pipeline.session import run
 
     config = load_config(args.config) if args.config else RunConfig()
-    flags = {k: v for k, v in vars(args).items() if "." in k or k in ("model", "engine", "fit", "batch",
-                                                                       "queue_size", "headless", "run_dir")}
+    top_level = ("model", "engine", "fit", "batch", "queue_size", "headless", "run_dir")
+    flags = {k: v for k, v in vars(args).items() if "." in k or k in top_level}
     flags["source.uri"] = args.source
     flags["outputs"] = tuple(args.outputs) or None
     config = override(config, flags)

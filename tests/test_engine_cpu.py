@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, random_frames, shipped_bit_models
-from pipeline.arch import Architecture, Step, words
+from pipeline.arch import Architecture, Step
 from pipeline.bits import pack_bits, pack_signs, weight_planes
 from pipeline.engines.base import create_engine
 from pipeline.engines.cpu import CpuKernels, is_binary, prepare_conv, prepare_weights, tap_major
@@ -202,7 +202,8 @@ def test_rejects_bad_frames_and_bad_arrays():
     with pytest.raises(MbunetError, match=r"expected uint8 frames \[N, 16, 16, 3\]"):
         engine.segment(np.zeros((1, 16, 32, 3), np.uint8))
     model.arrays["down1.0.pos"] = model.arrays["down1.0.pos"][:, :, :, :0]
-    with pytest.raises(ModelFileError, match=r"down1.0.pos should be uint32\[16, 3, 3, 1\], found uint32\[16, 3, 3, 0\]"):
+    with pytest.raises(ModelFileError,
+                       match=r"down1.0.pos should be uint32\[16, 3, 3, 1\], found uint32\[16, 3, 3, 0\]"):
         create_engine("cpu", model)
 
 

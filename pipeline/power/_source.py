@@ -93,4 +93,3 @@ def readable_error(e: BaseException) -> str:
     if isinstance(e, OSError) and e.strerror:
         return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
     return str(e).splitlines()[0] if str(e) else type(e).__name__
-

@@ -26,7 +26,7 @@ def main(args: argparse.Namespace) -> int:
 
     from pipeline.errors import ConfigError
     from pipeline.engines.base import engine_for
-    from pipeline.modelfile import DEFAULT_MODEL, load_model, resolve_model
+    from pipeline.modelfile import DEFAULT_MODEL, load_model
     from pipeline.train.evaluate import evaluate
     from pipeline.train.metrics import paired_difference
 
@@ -36,11 +36,12 @@ def main(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         print(f"\r{done}/{total} images", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    refs = [resolve_model(ref) for ref in [args.model or DEFAULT_MODEL] + ([args.against] if args.against else [])]
-    for ref in refs:  # every model must load and suit the engine before the first one is scored
-        engine_for(args.engine, load_model(ref))
-    results = [evaluate(ref, args.images, args.masks, args.engine, args.batch, None if args.json else progress)
-               for ref in refs]
+    # every model must load and suit the engine before the first one is scored
+    models = [load_model(ref) for ref in [args.model or DEFAULT_MODEL] + ([args.against] if args.against else [])]
+    for model in models:
+        engine_for(args.engine, model)
+    results = [evaluate(model, args.images, args.masks, args.engine, args.batch, None if args.json else progress)
+               for model in models]
     if args.against and results[0].scores.images < 2:
         raise ConfigError("--against needs at least 2 images to compare the models")
     diff = paired_difference(results[0].image_dice, results[1].image_dice) if args.against else None

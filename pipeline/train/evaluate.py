@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..modelfile import ModelFile, load_model
 from .folders import pair_folders, read_image, read_mask
 from .metrics import Scores, ScoreSet
 
@@ -28,15 +29,14 @@ class EvalResult:
                 "f1": s.f1}
 
 
-def evaluate(model_ref: str | Path, images: str | Path, masks: str | Path, engine: str = "auto",
+def evaluate(model_ref: str | Path | ModelFile, images: str | Path, masks: str | Path, engine: str = "auto",
              batch: int = 8, progress: Callable[[int, int], None] | None = None) -> EvalResult:
-    """Load the model, create the engine, and score every image of the folder."""
+    """Load the model (unless given loaded), create the engine, and score every image of the folder."""
     from ..engines.base import choose_engine, create_engine
-    from ..modelfile import load_model
     from ..preprocess import geometry, mask_to_frame, to_model_input
 
     pairs = pair_folders(images, masks)  # checks the folders before the (slow) engine set-up
-    model = load_model(model_ref)
+    model = model_ref if isinstance(model_ref, ModelFile) else load_model(model_ref)
     name = choose_engine(model).name if engine == "auto" else engine
     eng = create_engine(name, model)
     scores = ScoreSet()

@@ -87,6 +87,34 @@ def test_exported_model_scores_what_training_validated(data, tmp_path):
     assert result.scores.dice == pytest.approx(card["scores"]["val_dice"], abs=0.02)
 
 
+def test_card_records_each_schedule_the_run_followed(data, tmp_path):
+    """An interrupted run resumed with the same --steps is one stage; a resume with more steps starts another."""
+    first = _trainer(data, tmp_path, steps=3)
+    first.fit(minutes=0, progress=False)  # stops after one step, as a Ctrl-C would
+    interrupted = _trainer(data, tmp_path, steps=3)
+    interrupted.load(tmp_path / CHECKPOINT)
+    interrupted.fit(progress=False)
+    longer = _trainer(data, tmp_path, steps=5, val_every=5)
+    longer.load(tmp_path / CHECKPOINT)
+    longer.fit(tmp_path / "tiny.safetensors", progress=False)
+    stages = load_model(tmp_path / "tiny.safetensors").card["training"]["stages"]
+    assert [(s["start"], s["end"], s["steps"]) for s in stages] == [(0, 3, 3), (3, 5, 5)]
+    card = (tmp_path / "tiny.md").read_text()
+    assert "steps 0-3 of a 3-step schedule" in card and "steps 3-5 of a 5-step schedule" in card
+    assert "--steps 3 --export" in card and "--resume runs/train/tiny/last.pt" in card
+
+
+def test_checkpoint_without_stages_reads_as_one_unrecorded_stage(data, tmp_path):
+    t = _trainer(data, tmp_path)
+    t.train_step()
+    state = read_checkpoint(t.save())
+    del state["stages"]  # as written before stages were recorded
+    torch.save(state, tmp_path / "old.pt")
+    old = _trainer(data, tmp_path / "o")
+    old.load(tmp_path / "old.pt")
+    assert [(s["start"], s["end"], s["steps"]) for s in old.stages] == [(0, 1, None)]
+
+
 def test_cli_trains_writes_val_and_resumes(tree, tmp_path, capsys):
     stamps, backgrounds = tree
     recipe = tmp_path / "tiny.yaml"

@@ -49,12 +49,30 @@ def card_markdown(card: dict) -> str:
         delta = recipe.get("model", {}).get("mask_delta", MASK_DELTA)
         lines.append(f"- zero weights per masked layer (|w| <= {delta} mean|w|): "
                      + ", ".join(f"{k} {v:.0%}" for k, v in zeros.items()))
-    lines += ["", f"Data: {train.get('data', 'not recorded')}", "",
-              "Reproduce: `mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds "
-              f"DIR --steps {t.get('steps', 'N')}" + (f" --init {t['init']}" if t.get("init") else "")
-              + f" --export weights/{card.get('name', 'model')}.safetensors`; "
-              "the full recipe is stored in the model file's card (training.recipe)."]
+    stages = train.get("stages") or []
+    if len(stages) > 1:
+        lines.append("- stages (resuming with a longer --steps re-spreads the schedule): "
+                     + "; ".join(_stage_text(s) for s in stages))
+    lines += ["", f"Data: {train.get('data', 'not recorded')}", "", _reproduce(card, t, stages)]
     return "\n".join(lines) + "\n"
+
+
+def _stage_text(stage: dict) -> str:
+    planned = f"of a {stage['steps']}-step schedule" if stage.get("steps") else "(schedule not recorded)"
+    return f"steps {stage['start']}-{stage['end']} {planned}, {stage.get('seconds', '?')} s"
+
+
+def _reproduce(card: dict, t: dict, stages: list[dict]) -> str:
+    """The command(s) that trained this model: one `train`, then one `train --resume` per later stage."""
+    name = card.get("name", "model")
+    export = f" --export weights/{name}.safetensors"
+    first = (stages[0].get("steps") if stages else t.get("steps")) or "N"
+    text = ("Reproduce: `mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds "
+            f"DIR --steps {first}" + (f" --init {t['init']}" if t.get("init") else "") + export + "`")
+    for stage in stages[1:]:
+        text += (f", then `mbunet train --resume runs/train/{name}/last.pt --stamps DIR --backgrounds DIR "
+                 f"--steps {stage['steps']}{export}`")
+    return text + "; the full recipe is stored in the model file's card (training.recipe)."
 
 
 def write_card(model_path: str | Path, card: dict) -> Path:

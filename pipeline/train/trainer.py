@@ -94,6 +94,9 @@ class Trainer:
         self.step = 0
         self.best = -1.0          # best validation Dice of an exportable (mix = 1) model
         self.seconds = 0.0        # training time over all sessions of this run
+        # One entry per schedule the run followed: {"start", "end", "steps", "seconds"}. Resuming with another
+        # --steps re-spreads the schedule's phases, so the card must say where each schedule began and ended.
+        self.stages: list[dict] = []
         self.last_val: Scores | None = None
 
     def warm_start(self) -> dict[str, list[str]]:
@@ -106,7 +109,8 @@ class Trainer:
     def save(self, path: str | Path | None = None) -> Path:
         path = Path(path or self.out / CHECKPOINT)
         state = {"config": self.cfg.to_json(), "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                 "step": self.step, "best": self.best, "seconds": self.seconds, "torch_rng": torch.get_rng_state()}
+                 "step": self.step, "best": self.best, "seconds": self.seconds, "stages": self.stages,
+                 "torch_rng": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         tmp = path.with_suffix(".tmp")
@@ -122,6 +126,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.best, self.seconds = int(state["step"]), float(state["best"]), float(state["seconds"])
+        # checkpoints from before stages were recorded: one stage of unknown schedule length
+        self.stages = state.get("stages") or ([{"start": 0, "end": self.step, "steps": None, "seconds": self.seconds}]
+                                              if self.step else [])
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
@@ -129,6 +136,13 @@ class Trainer:
     # -- one step ----------------------------------------------------------------------------------------
     def mix(self) -> float:
         return quant_mix(self.step, self.phases) if self.arch.quantized else 1.0
+
+    def begin_stage(self) -> None:
+        """A new stage when the schedule's length changed; a plain resume after an interruption continues the
+        current one, and so does a resume with nothing left to train."""
+        steps = self.cfg.train.steps
+        if not self.stages or (self.stages[-1]["steps"] != steps and self.step < steps):
+            self.stages.append({"start": self.step, "end": self.step, "steps": self.cfg.train.steps, "seconds": 0.0})
 
     def train_step(self) -> float:
         t = self.cfg.train
@@ -162,7 +176,8 @@ class Trainer:
         card = {"name": self.cfg.name, "scores": {"val_dice": scores.dice, "val_iou": scores.iou,
                                                   "val_f1": scores.f1, "val_images": scores.images},
                 "training": {"data": self.data.description, "recipe": self.cfg.to_json(), "steps": self.step,
-                             "seconds": round(self.seconds), "device": str(self.device)}}
+                             "seconds": round(self.seconds), "device": str(self.device),
+                             "stages": [{**st, "seconds": round(st["seconds"])} for st in self.stages]}}
         if self.arch.quantized:
             card["training"]["zero_fractions"] = zero_fractions(model)
         path = Path(export_model(model, self.arch, card, path))
@@ -180,10 +195,15 @@ class Trainer:
         bar = tqdm(total=t.steps, initial=self.step, desc=self.cfg.name, disable=not progress, dynamic_ncols=True)
         start = saved = time.monotonic()
         ema = None
+        self.begin_stage()
+        stage = self.stages[-1]
         while self.step < t.steps:
             t0 = time.monotonic()
             loss = self.train_step()
-            self.seconds += time.monotonic() - t0
+            seconds = time.monotonic() - t0
+            self.seconds += seconds
+            stage["seconds"] += seconds
+            stage["end"] = self.step
             ema = loss if ema is None else 0.95 * ema + 0.05 * loss
             if self.step % t.val_every == 0 or self.step == t.steps:
                 self._validate_and_export(export, ema, bar)

@@ -32,13 +32,12 @@ class EvalResult:
 def evaluate(model_ref: str | Path | ModelFile, images: str | Path, masks: str | Path, engine: str = "auto",
              batch: int = 8, progress: Callable[[int, int], None] | None = None) -> EvalResult:
     """Load the model (unless given loaded), create the engine, and score every image of the folder."""
-    from ..engines.base import choose_engine, create_engine
+    from ..engines.base import create_engine
     from ..preprocess import geometry, mask_to_frame, to_model_input
 
     pairs = pair_folders(images, masks)  # checks the folders before the (slow) engine set-up
     model = model_ref if isinstance(model_ref, ModelFile) else load_model(model_ref)
-    name = choose_engine(model).name if engine == "auto" else engine
-    eng = create_engine(name, model)
+    eng = create_engine(engine, model)
     scores = ScoreSet()
     try:
         for start in range(0, len(pairs), batch):
@@ -53,4 +52,4 @@ def evaluate(model_ref: str | Path | ModelFile, images: str | Path, masks: str |
                 progress(min(start + batch, len(pairs)), len(pairs))
     finally:
         eng.close()
-    return EvalResult(model.name, name, scores.result(), scores.image_dice())
+    return EvalResult(model.name, eng.name, scores.result(), scores.image_dice())

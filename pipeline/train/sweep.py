@@ -44,10 +44,9 @@ def config_for_k(cfg: TrainConfig, k: int) -> TrainConfig:
 
 def engine_fps(model, engine: str, frames: np.ndarray, iters: int = 10) -> tuple[str, float]:
     """(engine name, images/s): median over `iters` timed calls after one untimed call."""
-    from ..engines.base import choose_engine, create_engine
+    from ..engines.base import create_engine
 
-    name = choose_engine(model).name if engine == "auto" else engine
-    eng = create_engine(name, model)
+    eng = create_engine(engine, model)
     try:
         eng.segment(frames)
         eng.sync()
@@ -59,7 +58,7 @@ def engine_fps(model, engine: str, frames: np.ndarray, iters: int = 10) -> tuple
             times.append(time.perf_counter() - t0)
     finally:
         eng.close()
-    return name, len(frames) / float(np.median(times))
+    return eng.name, len(frames) / float(np.median(times))
 
 
 def sweep_point(cfg: TrainConfig, k: int, data: TrainData, device, out: Path, engine: str,

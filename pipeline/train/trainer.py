@@ -93,11 +93,15 @@ class Trainer:
         self.phases = t.phases()
         self.step = 0
         self.best = -1.0          # best validation Dice of an exportable (mix = 1) model
-        self.seconds = 0.0        # training time over all sessions of this run
         # One entry per schedule the run followed: {"start", "end", "steps", "seconds"}. Resuming with another
         # --steps re-spreads the schedule's phases, so the card must say where each schedule began and ended.
         self.stages: list[dict] = []
         self.last_val: Scores | None = None
+
+    @property
+    def seconds(self) -> float:
+        """Training time over all sessions of this run."""
+        return sum(stage["seconds"] for stage in self.stages)
 
     def warm_start(self) -> dict[str, list[str]]:
         """Weights from cfg.train.init (an FP model file or a checkpoint) instead of random ones."""
@@ -125,10 +129,10 @@ class Trainer:
             raise ConfigError(f"{path}: checkpoint of another model than the recipe's ({stored} vs {self.cfg.model})")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
-        self.step, self.best, self.seconds = int(state["step"]), float(state["best"]), float(state["seconds"])
+        self.step, self.best = int(state["step"]), float(state["best"])
         # checkpoints from before stages were recorded: one stage of unknown schedule length
-        self.stages = state.get("stages") or ([{"start": 0, "end": self.step, "steps": None, "seconds": self.seconds}]
-                                              if self.step else [])
+        self.stages = state.get("stages") or ([{"start": 0, "end": self.step, "steps": None,
+                                                "seconds": float(state["seconds"])}] if self.step else [])
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
@@ -142,7 +146,7 @@ class Trainer:
         current one, and so does a resume with nothing left to train."""
         steps = self.cfg.train.steps
         if not self.stages or (self.stages[-1]["steps"] != steps and self.step < steps):
-            self.stages.append({"start": self.step, "end": self.step, "steps": self.cfg.train.steps, "seconds": 0.0})
+            self.stages.append({"start": self.step, "end": self.step, "steps": steps, "seconds": 0.0})
 
     def train_step(self) -> float:
         t = self.cfg.train
@@ -200,9 +204,7 @@ class Trainer:
         while self.step < t.steps:
             t0 = time.monotonic()
             loss = self.train_step()
-            seconds = time.monotonic() - t0
-            self.seconds += seconds
-            stage["seconds"] += seconds
+            stage["seconds"] += time.monotonic() - t0
             stage["end"] = self.step
             ema = loss if ema is None else 0.95 * ema + 0.05 * loss
             if self.step % t.val_every == 0 or self.step == t.steps:

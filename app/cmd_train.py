@@ -75,9 +75,20 @@ def main(args: argparse.Namespace) -> int:
         parts.append(f"last val dice {last.dice:.4f} iou {last.iou:.4f} f1 {last.f1:.4f}")
     if trainer.best >= 0:
         parts.append(f"best exportable val dice {trainer.best:.4f}")
+    if args.export:
+        parts.append(_export_outcome(trainer, args.export))
     parts.append(f"checkpoint {trainer.out / 'last.pt'}")
     print("; ".join(parts))
     return 0
+
+
+def _export_outcome(trainer, path: str) -> str:
+    """Say whether --export wrote a model this session: it only writes one that beats the run's best so far."""
+    if trainer.exported_step is not None:
+        return f"exported step {trainer.exported_step} to {path}"
+    if trainer.best < 0:
+        return f"nothing exported to {path}: no validation ran on the fully quantized model yet"
+    return f"nothing exported to {path}: no validation this session beat the run's best {trainer.best:.4f}"
 
 
 def _write_val(args: argparse.Namespace, cfg) -> int:

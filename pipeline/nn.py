@@ -37,12 +37,27 @@ def sign_ste(x: torch.Tensor) -> torch.Tensor:
     return _SignSTE.apply(x)
 
 
+class _MaskedSTE(torch.autograd.Function):
+    """Masked weights: sign(w) where |w| > delta, else 0. The straight-through gradient reaches every weight,
+    the zeroed ones included: a weight the threshold drops can grow back (a gradient gated by the mask would
+    freeze the zero pattern of the first quantized step)."""
+
+    @staticmethod
+    def forward(ctx, w, delta):
+        ctx.save_for_backward(w)
+        return torch.where(w.abs() > delta, torch.where(w >= 0, 1.0, -1.0), 0.0).to(w.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (w,) = ctx.saved_tensors
+        return grad * (w.abs() <= 1).to(grad.dtype), None
+
+
 def quantize_weight(w: torch.Tensor, kind: str, mask_delta: float = MASK_DELTA) -> torch.Tensor:
     """Binary {-1,+1} or masked {-1,0,+1} weights (straight-through), without the alpha scale."""
-    q = sign_ste(w)
     if kind == "masked":
-        q = q * (w.abs() > mask_delta * w.abs().mean()).to(w.dtype)
-    return q
+        return _MaskedSTE.apply(w, mask_delta * w.detach().abs().mean())
+    return sign_ste(w)
 
 
 def channel_scale(w: torch.Tensor, out_dim: int) -> torch.Tensor:

@@ -123,13 +123,21 @@ def test_cli_trains_writes_val_and_resumes(tree, tmp_path, capsys):
     assert cli(["train", "--config", str(recipe), *common, "--write-val", str(tmp_path / "val")]) == 0
     assert len(list((tmp_path / "val" / "images").glob("*.png"))) == 6
     out = tmp_path / "run"
+    model = tmp_path / "m.safetensors"
     assert cli(["train", "--config", str(recipe), *common, "--steps", "2", "--out", str(out), "--no-progress",
-                "--device", "cpu"]) == 0
-    assert read_checkpoint(out / CHECKPOINT)["step"] == 2
+                "--device", "cpu", "--export", str(model)]) == 0
+    assert read_checkpoint(out / CHECKPOINT)["step"] == 2 and model.is_file()
+    assert f"exported step 2 to {model}" in capsys.readouterr().out
+    before = model.read_bytes()
     assert cli(["train", "--resume", str(out / CHECKPOINT), *common, "--steps", "3", "--out", str(out),
-                "--no-progress", "--export", str(tmp_path / "m.safetensors")]) == 0
-    assert read_checkpoint(out / CHECKPOINT)["step"] == 3 and (tmp_path / "m.safetensors").is_file()
-    assert "step 3" in capsys.readouterr().out
+                "--no-progress", "--export", str(model)]) == 0
+    assert read_checkpoint(out / CHECKPOINT)["step"] == 3
+    # The resumed session writes the model only if step 3 beats step 2; the summary says which happened.
+    summary = capsys.readouterr().out.splitlines()[-1]
+    if model.read_bytes() == before:
+        assert "nothing exported" in summary and "beat the run's best" in summary
+    else:
+        assert f"exported step 3 to {model}" in summary
 
 
 def test_cli_trains_on_image_folders(tmp_path):

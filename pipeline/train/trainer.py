@@ -93,6 +93,7 @@ class Trainer:
         self.phases = t.phases()
         self.step = 0
         self.best = -1.0          # best validation Dice of an exportable (mix = 1) model
+        self.exported_step: int | None = None   # step of this session's latest export, if any
         # One entry per schedule the run followed: {"start", "end", "steps", "seconds"}. Resuming with another
         # --steps re-spreads the schedule's phases, so the card must say where each schedule began and ended.
         self.stages: list[dict] = []
@@ -230,6 +231,7 @@ class Trainer:
             self.best = max(self.best, scores.dice)
         if exported:
             self.export(export, scores)
+            self.exported_step = self.step
         self.save()
         record = {"step": self.step, "loss": round(loss, 5), "mix": self.mix(), "seconds": round(self.seconds),
                   **{k: round(v, 5) for k, v in scores.to_json().items() if k != "images"}, "exported": exported}

@@ -20,43 +20,32 @@ from .arch import LEVELS, MASK_DELTA, Architecture
 
 
 class _SignSTE(torch.autograd.Function):
-    """sign with sign(0) = +1; straight-through gradient clipped to |x| <= 1."""
+    """sign with sign(0) = +1, or, given delta, masked sign: 0 where |x| <= delta. One straight-through gradient,
+    clipped to |x| <= 1, for every input, the zeroed ones included: a weight the threshold drops can grow back (a
+    gradient gated by the mask would freeze the zero pattern of the first quantized step)."""
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx, x, delta=None):
         ctx.save_for_backward(x)
-        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+        s = torch.where(x >= 0, 1.0, -1.0)
+        if delta is not None:
+            s = torch.where(x.abs() > delta, s, 0.0)
+        return s.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad * (x.abs() <= 1).to(grad.dtype)
+        return grad * (x.abs() <= 1).to(grad.dtype), None
 
 
 def sign_ste(x: torch.Tensor) -> torch.Tensor:
     return _SignSTE.apply(x)
 
 
-class _MaskedSTE(torch.autograd.Function):
-    """Masked weights: sign(w) where |w| > delta, else 0. The straight-through gradient reaches every weight,
-    the zeroed ones included: a weight the threshold drops can grow back (a gradient gated by the mask would
-    freeze the zero pattern of the first quantized step)."""
-
-    @staticmethod
-    def forward(ctx, w, delta):
-        ctx.save_for_backward(w)
-        return torch.where(w.abs() > delta, torch.where(w >= 0, 1.0, -1.0), 0.0).to(w.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (w,) = ctx.saved_tensors
-        return grad * (w.abs() <= 1).to(grad.dtype), None
-
-
 def quantize_weight(w: torch.Tensor, kind: str, mask_delta: float = MASK_DELTA) -> torch.Tensor:
     """Binary {-1,+1} or masked {-1,0,+1} weights (straight-through), without the alpha scale."""
     if kind == "masked":
-        return _MaskedSTE.apply(w, mask_delta * w.detach().abs().mean())
+        return _SignSTE.apply(w, mask_delta * w.detach().abs().mean())
     return sign_ste(w)
 
 

@@ -78,6 +78,9 @@ def main(args: argparse.Namespace) -> int:
     if args.export:
         parts.append(_export_outcome(trainer, args.export))
     parts.append(f"checkpoint {trainer.out / 'last.pt'}")
+    if trainer.stopped_by_signal:
+        parts.append(f"stopped by a signal at step {trainer.step} of {cfg.train.steps}: continue with "
+                     f"mbunet train --resume {trainer.out / 'last.pt'} (and the same data flags)")
     print("; ".join(parts))
     return 0
 

@@ -13,7 +13,6 @@ every sink is closed, so files stay playable and the summary is written. A secon
 """
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ from .engines.base import Engine
 from .errors import SourceError
 from .overlay import Annotator
 from .preprocess import Geometry, geometry, mask_to_frame, to_model_input
+from .signals import StopOnSignals
 from .sinks import FrameSink
 from .sources import Status
 from .telemetry import Telemetry
@@ -131,7 +131,7 @@ class Runner:
                   ("annotate", self._annotate, self._annotated), ("sinks", self._write, None)]
         threads = [threading.Thread(target=self._guard, args=(body, out), name=f"mbunet-{name}", daemon=True)
                    for name, body, out in stages]
-        with _StopOnSignals(self.stop):
+        with StopOnSignals(self.stop):
             for t in threads:
                 t.start()
             self._report(threads)
@@ -283,26 +283,3 @@ class Runner:
             bar.close()
         elif opts.progress and tel.frames and sys.stderr.isatty():
             print(file=sys.stderr)
-
-
-class _StopOnSignals:
-    """SIGINT/SIGTERM set `stop` (a second one raises KeyboardInterrupt); only from the main thread."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self._old: dict[int, object] = {}
-
-    def _handle(self, signum, frame) -> None:
-        if self.stop.is_set():
-            raise KeyboardInterrupt
-        self.stop.set()
-
-    def __enter__(self) -> "_StopOnSignals":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)

@@ -64,10 +64,20 @@ def test_shipped_recipes_load(name, kind):
     ({"train": {"crop": [30, 30]}}, "multiples of 16"),
     ({"model": {"input_size": [64, 64]}}, "must equal model.input_size"),
     ({"train": "fast"}, "expected a mapping"),
+    ({"train": {"lr": "1e-4"}}, r"train.lr: expected float, found '1e-4' \(YAML reads 1e-5 as text"),
+    ({"train": {"steps": 10.5}}, "train.steps: expected int, found 10.5"),
+    ({"model": {"quantized": "yes"}}, "model.quantized: expected bool"),
+    ({"model": {"masked_count": "6"}}, "model.masked_count: expected a whole number"),
+    ({"data": {"composite": {"flip_p": None}}}, "data.composite.flip_p: expected float"),
 ])
 def test_bad_recipes_are_config_errors(raw, match):
     with pytest.raises(ConfigError, match=match):
         config_from_dict(raw)
+
+
+def test_whole_numbers_are_accepted_where_a_float_is_expected():
+    cfg = config_from_dict({"train": {"lr": 1, "grad_clip": 2}, "model": {"masked_count": None}})
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float) and cfg.model.masked_count is None
 
 
 def test_flags_override_train_fields():

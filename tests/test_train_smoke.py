@@ -2,6 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -138,6 +144,34 @@ def test_cli_trains_writes_val_and_resumes(tree, tmp_path, capsys):
         assert "nothing exported" in summary and "beat the run's best" in summary
     else:
         assert f"exported step 3 to {model}" in summary
+
+
+def test_sigterm_mid_training_saves_the_step_it_reached(tree, tmp_path):
+    """`timeout`, a scheduler or Ctrl-C stopping a long run: exit 0, and the checkpoint holds the last step, not
+    the last periodic save (here the run would never validate, so nothing else would save it)."""
+    stamps, backgrounds = tree
+    recipe = tmp_path / "long.yaml"
+    recipe.write_text(json.dumps({**TINY, "train": {**TINY["train"], "steps": 100000, "val_every": 100000,
+                                                    "checkpoint_minutes": 0.001}}))
+    out = tmp_path / "run"
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "train", "--config", str(recipe), "--stamps",
+                             str(stamps), "--backgrounds", str(backgrounds), "--out", str(out), "--no-progress",
+                             "--device", "cpu", "--threads", "1"], cwd=repo,
+                            env=dict(os.environ, PYTHONPATH=str(repo)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / CHECKPOINT).is_file():  # the first periodic save: the loop (and its handler) is running
+        assert time.time() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    step = read_checkpoint(out / CHECKPOINT)["step"]
+    assert 0 < step < 100000
+    summary = stdout.strip().splitlines()[-1]
+    assert summary.startswith(f"step {step};")
+    assert f"stopped by a signal at step {step} of 100000" in summary and "--resume" in summary
 
 
 def test_cli_trains_on_image_folders(tmp_path):

@@ -126,8 +126,30 @@ def _build(cls, raw: object, where: str):
                 raise ConfigError(f"{where}.{key}: expected a list, found {value!r}")
             values[key] = tuple(value)
         else:
-            values[key] = value
+            values[key] = _scalar(value, default, f"{where}.{key}")
     return cls(**values)
+
+
+def _scalar(value: object, default: object, where: str) -> object:
+    """`value` checked against the type of the field's default (ints are fine where a float is expected)."""
+    if default is None:  # optional fields (masked_count): a whole number or nothing
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise ConfigError(f"{where}: expected a whole number, found {value!r}")
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        text_for_float = isinstance(value, str) and isinstance(default, float)
+        hint = " (YAML reads 1e-5 as text: write 1.0e-5)" if text_for_float else ""
+        raise ConfigError(f"{where}: expected {type(default).__name__}, found {value!r}{hint}")
+    return value
 
 
 def config_from_dict(raw: dict, where: str = "config") -> TrainConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ..errors import ConfigError, MbunetError, short_reason
 from ..export import export_model
 from ..modelfile import read_card
 from ..nn import UNet, set_quant_mix, zero_fractions
+from ..signals import StopOnSignals
 from .card import write_card
 from .composite import draw_batch
 from .config import TrainConfig, config_from_dict
@@ -94,6 +96,7 @@ class Trainer:
         self.step = 0
         self.best = -1.0          # best validation Dice of an exportable (mix = 1) model
         self.exported_step: int | None = None   # step of this session's latest export, if any
+        self.stopped_by_signal = False          # fit() ended by Ctrl-C/SIGTERM (with a checkpoint)
         # One entry per schedule the run followed: {"start", "end", "steps", "seconds"}. Resuming with another
         # --steps re-spreads the schedule's phases, so the card must say where each schedule began and ended.
         self.stages: list[dict] = []
@@ -192,17 +195,28 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------------------
     def fit(self, export: str | Path | None = None, minutes: float | None = None,
             progress: bool = True) -> Scores | None:
-        """Train up to cfg.train.steps (or `minutes` of wall time, then checkpoint and stop); returns the last
-        validation scores (None if no validation ran in this session)."""
+        """Train up to cfg.train.steps (or `minutes` of wall time, or until Ctrl-C/SIGTERM), then checkpoint;
+        returns the last validation scores (None if no validation ran in this session). `stopped_by_signal` tells
+        whether a signal ended it (a second signal aborts without a checkpoint)."""
         from tqdm import tqdm
 
         t = self.cfg.train
         bar = tqdm(total=t.steps, initial=self.step, desc=self.cfg.name, disable=not progress, dynamic_ncols=True)
+        self.begin_stage()
+        stop = threading.Event()
+        with StopOnSignals(stop):
+            self._loop(export, minutes, bar, stop)
+        self.stopped_by_signal = stop.is_set()
+        self.save()
+        bar.close()
+        return self.last_val
+
+    def _loop(self, export, minutes: float | None, bar, stop: threading.Event) -> None:
+        t = self.cfg.train
+        stage = self.stages[-1]
         start = saved = time.monotonic()
         ema = None
-        self.begin_stage()
-        stage = self.stages[-1]
-        while self.step < t.steps:
+        while self.step < t.steps and not stop.is_set():
             t0 = time.monotonic()
             loss = self.train_step()
             stage["seconds"] += time.monotonic() - t0
@@ -219,9 +233,6 @@ class Trainer:
             bar.update(1)
             if minutes is not None and time.monotonic() - start > minutes * 60:
                 break
-        self.save()
-        bar.close()
-        return self.last_val
 
     def _validate_and_export(self, export: str | Path | None, loss: float, bar) -> None:
         scores = self.validate()

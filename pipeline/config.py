@@ -6,6 +6,7 @@ command-line flags on top (dotted names, the same keys as the YAML). No raw dict
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +101,7 @@ def override(config: RunConfig, values: dict[str, object]) -> RunConfig:
             inner = override(getattr(config, head), {rest: value})
             config = dataclasses.replace(config, **{head: inner})
         else:
-            config = dataclasses.replace(config, **{head: _coerce(_hints(type(config))[head], value, key, "flag")})
+            config = dataclasses.replace(config, **{head: coerce_value(_hints(type(config))[head], value, key, "flag")})
     return config
 
 
@@ -118,7 +119,7 @@ def _build(cls: type, data: object, where: str, prefix: str = ""):
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value, where, f"{prefix}{key}.")
         else:
-            kwargs[key] = _coerce(tp, value, f"{prefix}{key}", where)
+            kwargs[key] = coerce_value(tp, value, f"{prefix}{key}", where)
     return cls(**kwargs)
 
 
@@ -126,9 +127,15 @@ def _hints(cls: type) -> dict[str, object]:
     return typing.get_type_hints(cls)
 
 
-def _coerce(tp: object, value: object, key: str, where: str) -> object:
-    """Check a value against a field type (int, float, bool, str, tuple[...]); ints are accepted as floats."""
+def coerce_value(tp: object, value: object, key: str, where: str) -> object:
+    """Check a value against a field type (int, float, bool, str, tuple[...], X | None); ints are accepted as
+    floats. Shared by the run configs and the training recipes."""
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp):
+        if value is None:
+            return None
+        tp = next(t for t in typing.get_args(tp) if t is not type(None))
+        origin = typing.get_origin(tp)
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
@@ -136,10 +143,11 @@ def _coerce(tp: object, value: object, key: str, where: str) -> object:
         if args and args[-1] is not Ellipsis and len(value) != len(args):
             raise ConfigError(f"{where}: {key} must have {len(args)} entries, got {len(value)}")
         item = [args[0]] * len(value) if args and args[-1] is Ellipsis else list(args)
-        return tuple(_coerce(t, v, key, where) for t, v in zip(item, value))
+        return tuple(coerce_value(t, v, key, where) for t, v in zip(item, value))
     ok = (isinstance(value, bool) if tp is bool else
           isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float else
           isinstance(value, int) and not isinstance(value, bool) if tp is int else isinstance(value, tp))
     if not ok:
-        raise ConfigError(f"{where}: {key} must be {tp.__name__}, got {value!r}")
+        hint = " (YAML reads 1e-5 as text: write 1.0e-5)" if tp is float and isinstance(value, str) else ""
+        raise ConfigError(f"{where}: {key} must be {tp.__name__}, got {value!r}{hint}")
     return float(value) if tp is float else value

@@ -64,11 +64,12 @@ def test_shipped_recipes_load(name, kind):
     ({"train": {"crop": [30, 30]}}, "multiples of 16"),
     ({"model": {"input_size": [64, 64]}}, "must equal model.input_size"),
     ({"train": "fast"}, "expected a mapping"),
-    ({"train": {"lr": "1e-4"}}, r"train.lr: expected float, found '1e-4' \(YAML reads 1e-5 as text"),
-    ({"train": {"steps": 10.5}}, "train.steps: expected int, found 10.5"),
-    ({"model": {"quantized": "yes"}}, "model.quantized: expected bool"),
-    ({"model": {"masked_count": "6"}}, "model.masked_count: expected a whole number"),
-    ({"data": {"composite": {"flip_p": None}}}, "data.composite.flip_p: expected float"),
+    ({"train": {"lr": "1e-4"}}, r"config.train: lr must be float, got '1e-4' \(YAML reads 1e-5 as text"),
+    ({"train": {"steps": 10.5}}, "config.train: steps must be int, got 10.5"),
+    ({"model": {"quantized": "yes"}}, "config.model: quantized must be bool"),
+    ({"model": {"masked_count": "6"}}, "config.model: masked_count must be int"),
+    ({"model": {"input_size": [144]}}, "input_size must have 2 entries"),
+    ({"data": {"composite": {"flip_p": None}}}, "config.data.composite: flip_p must be float"),
 ])
 def test_bad_recipes_are_config_errors(raw, match):
     with pytest.raises(ConfigError, match=match):

@@ -5,10 +5,12 @@ A recipe never names data folders: the command gets them (--stamps/--backgrounds
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..arch import LAYERS, MASK_DELTA, Architecture, cheapest_layers
+from ..config import coerce_value
 from ..errors import ConfigError
 from .composite import CompositeRecipe
 from .schedule import LR_KINDS, RAMPS, Phases
@@ -112,44 +114,17 @@ def _build(cls, raw: object, where: str):
     """Dataclass `cls` from a mapping, recursively; unknown keys and wrong shapes are ConfigErrors."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping, found {type(raw).__name__}")
-    known = {f.name: f for f in fields(cls)}
+    known = typing.get_type_hints(cls)
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(known)}")
     values = {}
     for key, value in raw.items():
-        default = getattr(cls(), key)
-        if dataclasses.is_dataclass(default):
-            values[key] = _build(type(default), value, f"{where}.{key}")
-        elif isinstance(default, tuple):
-            if not isinstance(value, (list, tuple)):
-                raise ConfigError(f"{where}.{key}: expected a list, found {value!r}")
-            values[key] = tuple(value)
+        if dataclasses.is_dataclass(known[key]):
+            values[key] = _build(known[key], value, f"{where}.{key}")
         else:
-            values[key] = _scalar(value, default, f"{where}.{key}")
+            values[key] = coerce_value(known[key], value, key, where)
     return cls(**values)
-
-
-def _scalar(value: object, default: object, where: str) -> object:
-    """`value` checked against the type of the field's default (ints are fine where a float is expected)."""
-    if default is None:  # optional fields (masked_count): a whole number or nothing
-        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-            return value
-        raise ConfigError(f"{where}: expected a whole number, found {value!r}")
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        text_for_float = isinstance(value, str) and isinstance(default, float)
-        hint = " (YAML reads 1e-5 as text: write 1.0e-5)" if text_for_float else ""
-        raise ConfigError(f"{where}: expected {type(default).__name__}, found {value!r}{hint}")
-    return value
 
 
 def config_from_dict(raw: dict, where: str = "config") -> TrainConfig:

@@ -51,13 +51,17 @@ def main(args: argparse.Namespace) -> int:
             out.update(against=results[1].to_json(), dice_difference=diff[0], dice_difference_ci95=diff[1])
         print(json.dumps(out))
         return 0
-    for r in results:
+    # a retrained model usually keeps its card name: then name each by the file or name the user gave
+    labels = [r.model for r in results]
+    if len(set(labels)) < len(labels):
+        labels = [args.model or DEFAULT_MODEL, args.against]
+    for label, r in zip(labels, results):
         s = r.scores
-        print(f"model {r.model}, engine {r.engine}, {s.images} images: "
+        print(f"model {label}, engine {r.engine}, {s.images} images: "
               f"dice {s.dice:.4f} (+-{s.dice_ci95:.4f}, 95% CI over images)  iou {s.iou:.4f}  f1 {s.f1:.4f}")
     if diff:
         verdict = "no clear difference" if abs(diff[0]) <= diff[1] else (
-            f"{results[0].model} {'above' if diff[0] > 0 else 'below'} {results[1].model}")
-        print(f"dice difference {results[0].model} - {results[1].model}: {diff[0]:+.4f} +-{diff[1]:.4f} "
+            f"{labels[0]} {'above' if diff[0] > 0 else 'below'} {labels[1]}")
+        print(f"dice difference {labels[0]} - {labels[1]}: {diff[0]:+.4f} +-{diff[1]:.4f} "
               f"(95% CI, paired over the same images): {verdict}")
     return 0

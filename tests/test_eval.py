@@ -98,7 +98,9 @@ def test_against_reports_the_paired_difference(model_path, folders, capsys, tmp_
     assert out["dice_difference"] == pytest.approx(out["dice"] - out["against"]["dice"])
     assert out["dice_difference_ci95"] >= 0
     assert cli(["eval", *args, "--model", str(model_path), "--against", str(model_path)]) == 0
-    assert "+0.0000 +-0.0000 (95% CI, paired over the same images): no clear difference" in capsys.readouterr().out
+    # same card name on both sides: each is named by the path given, not "rand-w4 - rand-w4"
+    assert (f"dice difference {model_path} - {model_path}: +0.0000 +-0.0000 (95% CI, paired over the same images): "
+            "no clear difference") in capsys.readouterr().out
 
 
 def test_against_an_unknown_or_unsuitable_model_fails_before_scoring(model_path, folders, capsys, tmp_path):

@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from pipeline.train.data import select_data
-    from pipeline.train.trainer import Trainer, pick_device
+    from pipeline.train.trainer import CHECKPOINT, Trainer, pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -77,10 +77,11 @@ def main(args: argparse.Namespace) -> int:
         parts.append(f"best exportable val dice {trainer.best:.4f}")
     if args.export:
         parts.append(_export_outcome(trainer, args.export))
-    parts.append(f"checkpoint {trainer.out / 'last.pt'}")
+    checkpoint = trainer.out / CHECKPOINT
+    parts.append(f"checkpoint {checkpoint}")
     if trainer.stopped_by_signal:
         parts.append(f"stopped by a signal at step {trainer.step} of {cfg.train.steps}: continue with "
-                     f"mbunet train --resume {trainer.out / 'last.pt'} (and the same data flags)")
+                     f"mbunet train --resume {checkpoint} (and the same data flags)")
     print("; ".join(parts))
     return 0
 

@@ -7,12 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from app.cli import main as cli
+from conftest import REPO
 from pipeline.errors import ConfigError, MbunetError
 from pipeline.modelfile import load_model
 from pipeline.train.config import config_from_dict
@@ -154,11 +154,10 @@ def test_sigterm_mid_training_saves_the_step_it_reached(tree, tmp_path):
     recipe.write_text(json.dumps({**TINY, "train": {**TINY["train"], "steps": 100000, "val_every": 100000,
                                                     "checkpoint_minutes": 0.001}}))
     out = tmp_path / "run"
-    repo = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "train", "--config", str(recipe), "--stamps",
                              str(stamps), "--backgrounds", str(backgrounds), "--out", str(out), "--no-progress",
-                             "--device", "cpu", "--threads", "1"], cwd=repo,
-                            env=dict(os.environ, PYTHONPATH=str(repo)), stdout=subprocess.PIPE,
+                             "--device", "cpu", "--threads", "1"], cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (out / CHECKPOINT).is_file():  # the first periodic save: the loop (and its handler) is running

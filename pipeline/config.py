@@ -88,7 +88,7 @@ def load_config(path: str | Path) -> RunConfig:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from e
-    return _build(RunConfig, data, str(p))
+    return build_dataclass(RunConfig, data, str(p))
 
 
 def override(config: RunConfig, values: dict[str, object]) -> RunConfig:
@@ -105,7 +105,9 @@ def override(config: RunConfig, values: dict[str, object]) -> RunConfig:
     return config
 
 
-def _build(cls: type, data: object, where: str, prefix: str = ""):
+def build_dataclass(cls: type, data: object, where: str, prefix: str = ""):
+    """Frozen dataclass `cls` from a YAML mapping, recursively; unknown keys and wrong types are one-line
+    ConfigErrors naming the dotted key ("FILE: source.width must be int"). Shared with the training recipes."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: {prefix.rstrip('.') or 'top level'} must be a mapping, "
                           f"got {type(data).__name__}")
@@ -117,7 +119,7 @@ def _build(cls: type, data: object, where: str, prefix: str = ""):
     for key, value in data.items():
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value, where, f"{prefix}{key}.")
+            kwargs[key] = build_dataclass(tp, value, where, f"{prefix}{key}.")
         else:
             kwargs[key] = coerce_value(tp, value, f"{prefix}{key}", where)
     return cls(**kwargs)
@@ -129,7 +131,7 @@ def _hints(cls: type) -> dict[str, object]:
 
 def coerce_value(tp: object, value: object, key: str, where: str) -> object:
     """Check a value against a field type (int, float, bool, str, tuple[...], X | None); ints are accepted as
-    floats. Shared by the run configs and the training recipes."""
+    floats (YAML leaves and command-line flags)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp):
         if value is None:

@@ -57,19 +57,19 @@ def test_shipped_recipes_load(name, kind):
 
 
 @pytest.mark.parametrize("raw, match", [
-    ({"modle": {}}, "unknown key 'modle'"),
-    ({"train": {"stpes": 3}}, "unknown key 'stpes'"),
+    ({"modle": {}}, "config: unknown key modle; valid: name, model"),
+    ({"train": {"stpes": 3}}, "config: unknown key train.stpes; valid: steps"),
     ({"model": {"masked": ["up-CT9"]}}, "unknown layers"),
     ({"train": {"optimizer": "sgd"}}, "train.optimizer 'sgd'"),
     ({"train": {"crop": [30, 30]}}, "multiples of 16"),
     ({"model": {"input_size": [64, 64]}}, "must equal model.input_size"),
-    ({"train": "fast"}, "expected a mapping"),
-    ({"train": {"lr": "1e-4"}}, r"config.train: lr must be float, got '1e-4' \(YAML reads 1e-5 as text"),
-    ({"train": {"steps": 10.5}}, "config.train: steps must be int, got 10.5"),
-    ({"model": {"quantized": "yes"}}, "config.model: quantized must be bool"),
-    ({"model": {"masked_count": "6"}}, "config.model: masked_count must be int"),
+    ({"train": "fast"}, "config: train must be a mapping, got str"),
+    ({"train": {"lr": "1e-4"}}, r"config: train.lr must be float, got '1e-4' \(YAML reads 1e-5 as text"),
+    ({"train": {"steps": 10.5}}, "config: train.steps must be int, got 10.5"),
+    ({"model": {"quantized": "yes"}}, "config: model.quantized must be bool"),
+    ({"model": {"masked_count": "6"}}, "config: model.masked_count must be int"),
     ({"model": {"input_size": [144]}}, "input_size must have 2 entries"),
-    ({"data": {"composite": {"flip_p": None}}}, "config.data.composite: flip_p must be float"),
+    ({"data": {"composite": {"flip_p": None}}}, "config: data.composite.flip_p must be float"),
 ])
 def test_bad_recipes_are_config_errors(raw, match):
     with pytest.raises(ConfigError, match=match):

@@ -5,12 +5,11 @@ A recipe never names data folders: the command gets them (--stamps/--backgrounds
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..arch import LAYERS, MASK_DELTA, Architecture, cheapest_layers
-from ..config import coerce_value
+from ..config import build_dataclass
 from ..errors import ConfigError
 from .composite import CompositeRecipe
 from .schedule import LR_KINDS, RAMPS, Phases
@@ -110,25 +109,8 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _build(cls, raw: object, where: str):
-    """Dataclass `cls` from a mapping, recursively; unknown keys and wrong shapes are ConfigErrors."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, found {type(raw).__name__}")
-    known = typing.get_type_hints(cls)
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(known)}")
-    values = {}
-    for key, value in raw.items():
-        if dataclasses.is_dataclass(known[key]):
-            values[key] = _build(known[key], value, f"{where}.{key}")
-        else:
-            values[key] = coerce_value(known[key], value, key, where)
-    return cls(**values)
-
-
 def config_from_dict(raw: dict, where: str = "config") -> TrainConfig:
-    cfg = _build(TrainConfig, raw, where)
+    cfg = build_dataclass(TrainConfig, raw, where)
     masked = set(cfg.model.masked) - set(LAYERS)
     if masked:
         raise ConfigError(f"{where}: model.masked names unknown layers {sorted(masked)}; valid: {', '.join(LAYERS)}")

@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
     for label, r in zip(labels, results):
         s = r.scores
         print(f"model {label}, engine {r.engine}, {s.images} images: "
-              f"dice {s.dice:.4f} (+-{s.dice_ci95:.4f}, 95% CI over images)  iou {s.iou:.4f}  f1 {s.f1:.4f}")
+              f"dice {s.dice_text(', 95% CI over images')}  iou {s.iou:.4f}  f1 {s.f1:.4f}")
     if diff:
         verdict = "no clear difference" if abs(diff[0]) <= diff[1] else (
             f"{labels[0]} {'above' if diff[0] > 0 else 'below'} {labels[1]}")

@@ -118,3 +118,11 @@ def test_against_an_unknown_or_unsuitable_model_fails_before_scoring(model_path,
                     "--engine", "cpu", "--against", against]) == 2
         captured = capsys.readouterr()
         assert message in captured.err and "images" not in captured.err
+
+
+def test_one_image_is_scored_without_an_interval(model_path, tmp_path, capsys):
+    images, masks = make_folder_pairs(tmp_path, n=1, size=SIZE)
+    assert cli(["eval", "--images", str(images), "--masks", str(masks), "--model", str(model_path),
+                "--engine", "reference"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "1 images: dice " in line and "nan" not in line and "CI" not in line

@@ -44,7 +44,8 @@ def test_set_means_dice_per_image_but_pools_pixels_for_f1():
 def test_one_image_has_no_confidence_interval():
     s = ScoreSet()
     s.add(P, T)
-    assert np.isnan(s.result().dice_ci95)
+    assert s.result().dice_ci95 is None
+    assert s.result().dice_text(", 95% CI") == f"{s.result().dice:.4f}"
 
 
 def test_batches_equal_single_images():

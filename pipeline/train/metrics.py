@@ -40,10 +40,15 @@ class Scores:
     dice: float
     iou: float
     f1: float
-    dice_ci95: float   # half-width of the 95% confidence interval of the mean Dice (normal approximation)
+    dice_ci95: float | None  # half-width of the 95% interval of the mean Dice (normal approx.); None for 1 image
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def dice_text(self, ci_label: str = "") -> str:
+        """'0.6736 (+-0.0329<ci_label>)', or just the Dice when one image gives no interval."""
+        ci = "" if self.dice_ci95 is None else f" (+-{self.dice_ci95:.4f}{ci_label})"
+        return f"{self.dice:.4f}{ci}"
 
 
 class ScoreSet:
@@ -75,7 +80,7 @@ class ScoreSet:
             raise ValueError("no images scored")
         f1 = _dice_iou(self._tp, self._fp, self._fn)[0]  # pixel F1 over the set = Dice of the pooled counts
         n = len(self._dice)
-        ci = 1.96 * float(np.std(self._dice, ddof=1)) / np.sqrt(n) if n > 1 else float("nan")
+        ci = 1.96 * float(np.std(self._dice, ddof=1)) / np.sqrt(n) if n > 1 else None
         return Scores(n, float(np.mean(self._dice)), float(np.mean(self._iou)), f1, ci)
 
 

@@ -244,13 +244,14 @@ class Trainer:
             self.export(export, scores)
             self.exported_step = self.step
         self.save()
+        scored = {k: v if v is None else round(v, 5) for k, v in scores.to_json().items() if k != "images"}
         record = {"step": self.step, "loss": round(loss, 5), "mix": self.mix(), "seconds": round(self.seconds),
-                  **{k: round(v, 5) for k, v in scores.to_json().items() if k != "images"}, "exported": exported}
+                  **scored, "exported": exported}
         with open(self.out / "history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         note = f" -> exported {export}" if exported else ""
         bar.write(f"[{self.cfg.name}] step {self.step}: loss {loss:.4f} mix {self.mix():.2f} val dice "
-                  f"{scores.dice:.4f} (+-{scores.dice_ci95:.4f}) iou {scores.iou:.4f} f1 {scores.f1:.4f}{note}")
+                  f"{scores.dice_text()} iou {scores.iou:.4f} f1 {scores.f1:.4f}{note}")
 
 
 def read_checkpoint(path: str | Path) -> dict:

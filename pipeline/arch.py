@@ -167,17 +167,6 @@ def plan(arch: Architecture) -> list[Step]:
     return steps
 
 
-def packed_channel(cin_parts: tuple[int, ...], c: int) -> int:
-    """Bit position of logical input channel `c` in a word-concat of parts (identity without parts)."""
-    base = 0
-    for part in cin_parts:
-        if c < part:
-            return base + c
-        c -= part
-        base += 32 * words(part)
-    raise IndexError("channel beyond the concatenated parts")
-
-
 @dataclass(frozen=True)
 class LayerCost:
     layer: str

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.arch import LAYERS, Architecture, cheapest_layers, layer_costs, packed_channel, plan
+from pipeline.arch import LAYERS, Architecture, cheapest_layers, layer_costs, plan
 
 
 def test_paper_unet_ranks_transposed_convs_cheapest():
@@ -42,14 +42,6 @@ def test_plan_shapes_and_skip_layout():
     assert steps["up4.0"].cin_words == 2  # 12 + 12 channels, each part padded to its own word
     assert steps["out"].cout == 3
     assert {s.layer for s in plan(arch) if s.layer} == set(LAYERS)
-
-
-def test_packed_channel_of_concat():
-    assert packed_channel((12, 12), 11) == 11
-    assert packed_channel((12, 12), 12) == 32
-    assert packed_channel((40, 3), 42) == 66
-    with pytest.raises(IndexError):
-        packed_channel((4, 4), 8)
 
 
 @pytest.mark.parametrize("size", [(100, 96), (0, 32), (48, 40)])

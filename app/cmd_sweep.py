@@ -10,6 +10,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, metavar="YAML", help="training recipe (its masking is replaced)")
     p.add_argument("--ks", default="0-12", help="k values: '0-12', '0,4,8,12' (default 0-12)")
     p.add_argument("--steps", type=int, help="steps per k (default: the recipe's)")
+    p.add_argument("--seeds", type=int, default=1, help="train each k with N seeds (train.seed, +1, ...) and "
+                   "report the mean Dice and its spread (default 1; short runs differ by seed more than by k)")
     p.add_argument("--stamps", metavar="DIR", help="RGBA cut-outs, with train/ and val/ subfolders")
     p.add_argument("--backgrounds", metavar="DIR", help="background frames, with train/ and val/ subfolders")
     p.add_argument("--images", metavar="DIR", help="training images (instead of composites)")
@@ -46,6 +48,7 @@ def main(args: argparse.Namespace) -> int:
 
     import torch
 
+    from pipeline.errors import ConfigError
     from pipeline.train.config import load_config, override
     from pipeline.train.data import select_data
     from pipeline.train.sweep import format_table, run_sweep, write_sweep
@@ -54,13 +57,16 @@ def main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     ks = parse_ks(args.ks)
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds}: need at least 1")
     cfg = override(load_config(args.config), steps=args.steps)
     data = select_data(cfg, args.stamps, args.backgrounds, args.images, args.masks)
     out = Path(args.out) if args.out else Path("runs", "sweep", cfg.name)
     points = run_sweep(cfg, data, ks, pick_device(args.device), out, args.engine, args.fps_batch, args.iters,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, seeds=args.seeds)
     h, w = cfg.model.input_size
-    title = f"{cfg.name}: width {cfg.model.width}, {w}x{h}, {cfg.train.steps} steps per k"
+    per_k = f"{cfg.train.steps} steps per k" + (f" and seed, {args.seeds} seeds" if args.seeds > 1 else "")
+    title = f"{cfg.name}: width {cfg.model.width}, {w}x{h}, {per_k}"
     paths = write_sweep(points, out, title)
     if args.json:
         print(json.dumps([p.to_json() for p in points], indent=2))

@@ -68,3 +68,28 @@ def test_tiny_sweep_writes_table_chart_and_resumes(tmp_path):
     stamp = (out / "k4.safetensors").stat().st_mtime_ns
     run_sweep(cfg, data, [4], torch.device("cpu"), out, engine="reference", iters=1, progress=False)
     assert (out / "k4.safetensors").stat().st_mtime_ns == stamp  # a finished k is reused, not retrained
+
+
+def test_config_for_k_with_a_seed_names_and_seeds_the_run():
+    cfg = config_for_k(config_from_dict(TINY), 2, seed=7)
+    assert cfg.name == "tiny-k2-s7" and cfg.train.seed == 7
+
+
+def test_seeds_train_each_k_once_per_seed_and_report_mean_and_spread(tmp_path):
+    from pipeline.modelfile import load_model
+
+    cfg = config_from_dict(TINY)
+    data = composite_data(*make_composite_tree(tmp_path / "data"), cfg)
+    out = tmp_path / "sweep"
+    (point,) = run_sweep(cfg, data, [1], torch.device("cpu"), out, engine="reference", iters=1, progress=False,
+                         seeds=2)
+    cards = [load_model(out / f"k1-s{s}.safetensors").card for s in (0, 1)]
+    assert [c["name"] for c in cards] == ["tiny-k1-s0", "tiny-k1-s1"]
+    dice = [c["scores"]["val_dice"] for c in cards]
+    assert point.seeds == 2 and point.dice == pytest.approx(sum(dice) / 2)
+    assert point.dice_sd == pytest.approx(abs(dice[0] - dice[1]) / 2 ** 0.5)
+    assert "+-" in format_table([point]).splitlines()[1]
+    csv_row = write_sweep([point], out, "tiny")[1].read_text().splitlines()[1]
+    assert csv_row.split(",")[-2:] == ["2", f"{point.dice_sd:.5f}"]
+    with pytest.raises(ValueError, match="seeds"):
+        run_sweep(cfg, data, [1], torch.device("cpu"), out, seeds=0)

@@ -2,7 +2,9 @@
 Dice (validation) against FPS (an engine run on the exported model), a Pareto chart and a table.
 
 Each k trains in its own folder with its own checkpoint and exports out/k<k>.safetensors, so an interrupted
-sweep resumes where it stopped and a finished k is not trained again.
+sweep resumes where it stopped and a finished k is not trained again. With several seeds, each k is trained once
+per seed (out/k<k>-s<seed>.safetensors) and its Dice is the mean over seeds, with their standard deviation: one
+short run per k differs from the next seed's by more than neighbouring k differ (docs/seeds-w8.csv).
 """
 from __future__ import annotations
 
@@ -28,18 +30,24 @@ class SweepPoint:
     f1: float
     fps: float
     engine: str
-    model: str
+    model: str                    # the exported file (the first seed's, with several)
     steps: int
+    seeds: int = 1
+    dice_sd: float | None = None  # standard deviation of the Dice over seeds (None for one seed)
     pareto: bool = False
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def config_for_k(cfg: TrainConfig, k: int) -> TrainConfig:
-    """The recipe with the k cheapest layers masked (cost rank at the recipe's width and input size)."""
+def config_for_k(cfg: TrainConfig, k: int, seed: int | None = None) -> TrainConfig:
+    """The recipe with the k cheapest layers masked (cost rank at the recipe's width and input size), and with
+    `seed` as train.seed (named -s<seed>) where given."""
     model = dataclasses.replace(cfg.model, quantized=True, masked=(), masked_count=k)
-    return dataclasses.replace(cfg, name=f"{cfg.name}-k{k}", model=model)
+    if seed is None:
+        return dataclasses.replace(cfg, name=f"{cfg.name}-k{k}", model=model)
+    train = dataclasses.replace(cfg.train, seed=seed)
+    return dataclasses.replace(cfg, name=f"{cfg.name}-k{k}-s{seed}", model=model, train=train)
 
 
 def engine_fps(model, engine: str, frames: np.ndarray, iters: int = 10) -> tuple[str, float]:
@@ -61,24 +69,34 @@ def engine_fps(model, engine: str, frames: np.ndarray, iters: int = 10) -> tuple
     return eng.name, len(frames) / float(np.median(times))
 
 
-def sweep_point(cfg: TrainConfig, k: int, data: TrainData, device, out: Path, engine: str,
-                fps_batch: int, iters: int, progress: bool) -> SweepPoint:
-    """Train (or resume, or reuse) the k-masked model, then time it with the engine."""
+def train_or_reuse(cfg: TrainConfig, data: TrainData, device, folder: Path, path: Path, progress: bool):
+    """Train (or resume) the recipe into `folder` and export `path`; a finished run is reused as it is."""
     from ..modelfile import load_model
     from .trainer import CHECKPOINT, Trainer
 
-    cfg_k = config_for_k(cfg, k)
-    path = out / f"k{k}.safetensors"
-    trainer = Trainer(cfg_k, data, device, out / f"k{k}")
+    trainer = Trainer(cfg, data, device, folder)
     if (trainer.out / CHECKPOINT).is_file():
         trainer.load(trainer.out / CHECKPOINT)
-    if trainer.step < cfg_k.train.steps or not path.is_file():
+    if trainer.step < cfg.train.steps or not path.is_file():
         trainer.fit(path, progress=progress)
-    model = load_model(path)
-    s = model.card["scores"]
-    name, fps = engine_fps(model, engine, data.val_images[:fps_batch], iters)
-    return SweepPoint(k, tuple(cheapest_layers(cfg_k.model.architecture(), k)), s["val_dice"], s["val_iou"],
-                      s["val_f1"], fps, name, str(path), trainer.step)
+    return load_model(path), trainer.step
+
+
+def sweep_point(cfg: TrainConfig, k: int, data: TrainData, device, out: Path, engine: str,
+                fps_batch: int, iters: int, progress: bool, seeds: int = 1) -> SweepPoint:
+    """Train the k-masked model once per seed (train.seed, +1, ...), then time the first with the engine."""
+    one_seed = seeds == 1  # one seed keeps the plain k<k> names (and resumes sweeps made before --seeds)
+    stems = [f"k{k}"] if one_seed else [f"k{k}-s{cfg.train.seed + i}" for i in range(seeds)]
+    runs = [train_or_reuse(config_for_k(cfg, k, None if one_seed else cfg.train.seed + i), data, device,
+                           out / stem, out / f"{stem}.safetensors", progress) for i, stem in enumerate(stems)]
+    models, steps = [model for model, _ in runs], runs[0][1]
+    scores = [m.card["scores"] for m in models]
+    mean = {key: float(np.mean([s[key] for s in scores])) for key in ("val_dice", "val_iou", "val_f1")}
+    dice_sd = None if one_seed else float(np.std([s["val_dice"] for s in scores], ddof=1))
+    name, fps = engine_fps(models[0], engine, data.val_images[:fps_batch], iters)
+    return SweepPoint(k, tuple(cheapest_layers(config_for_k(cfg, k).model.architecture(), k)), mean["val_dice"],
+                      mean["val_iou"], mean["val_f1"], fps, name, str(out / f"{stems[0]}.safetensors"), steps,
+                      seeds, dice_sd)
 
 
 def mark_pareto(points: list[SweepPoint]) -> list[SweepPoint]:
@@ -89,20 +107,26 @@ def mark_pareto(points: list[SweepPoint]) -> list[SweepPoint]:
 
 
 def run_sweep(cfg: TrainConfig, data: TrainData, ks: list[int], device, out: str | Path, engine: str = "auto",
-              fps_batch: int = 1, iters: int = 10, progress: bool = True) -> list[SweepPoint]:
+              fps_batch: int = 1, iters: int = 10, progress: bool = True, seeds: int = 1) -> list[SweepPoint]:
     bad = [k for k in ks if not 0 <= k <= len(LAYERS)]
     if bad:
         raise ValueError(f"k must be in 0..{len(LAYERS)}, got {bad}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    return mark_pareto([sweep_point(cfg, k, data, device, out, engine, fps_batch, iters, progress) for k in ks])
+    return mark_pareto([sweep_point(cfg, k, data, device, out, engine, fps_batch, iters, progress, seeds)
+                        for k in ks])
 
 
 def format_table(points: list[SweepPoint]) -> str:
-    lines = [f"{'k':>2}  {'dice':>6}  {'iou':>6}  {'f1':>6}  {'img/s':>8}  pareto  last masked layer"]
+    spread = any(p.dice_sd is not None for p in points)
+    dice_head = f"{'dice +-sd':>15}" if spread else f"{'dice':>6}"
+    lines = [f"{'k':>2}  {dice_head}  {'iou':>6}  {'f1':>6}  {'img/s':>8}  pareto  last masked layer"]
     for p in points:
         star = "*" if p.pareto else " "
-        lines.append(f"{p.k:>2}  {p.dice:6.4f}  {p.iou:6.4f}  {p.f1:6.4f}  {p.fps:8.2f}  {star:^6}  "
+        dice = f"{p.dice:6.4f} +-{p.dice_sd:6.4f}" if p.dice_sd is not None else f"{p.dice:6.4f}"
+        lines.append(f"{p.k:>2}  {dice:>{len(dice_head)}}  {p.iou:6.4f}  {p.f1:6.4f}  {p.fps:8.2f}  {star:^6}  "
                      f"{p.masked[-1] if p.masked else '(none: binary)'}")
     return "\n".join(lines)
 
@@ -118,11 +142,15 @@ def sweep_chart(points: list[SweepPoint], path: Path, title: str) -> Path:
     colours = plt.cm.viridis_r(np.linspace(0.1, 0.95, len(LAYERS) + 1))
     for p in points:
         ax.scatter(p.fps, p.dice, color=colours[p.k], s=40, zorder=3, edgecolor="k" if p.pareto else "none")
+        if p.dice_sd is not None:
+            ax.errorbar(p.fps, p.dice, yerr=p.dice_sd, color=colours[p.k], lw=1, capsize=3, zorder=2)
         ax.annotate(f"k={p.k}", (p.fps, p.dice), textcoords="offset points", xytext=(4, 4), fontsize=7)
     front = sorted((p for p in points if p.pareto), key=lambda p: p.fps)
     ax.plot([p.fps for p in front], [p.dice for p in front], "k--", lw=1, label="Pareto frontier")
     ax.set_xlabel(f"images/s ({points[0].engine}, higher is better)" if points else "images/s")
-    ax.set_ylabel("validation Dice (higher is better)")
+    seeds = max((p.seeds for p in points), default=1)
+    ax.set_ylabel("validation Dice (higher is better)" if seeds == 1 else
+                  f"validation Dice, mean +- sd of {seeds} seeds")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -137,8 +165,9 @@ def write_sweep(points: list[SweepPoint], out: str | Path, title: str) -> list[P
     """sweep.json, sweep.csv and sweep.png in `out`."""
     out = Path(out)
     (out / "sweep.json").write_text(json.dumps([p.to_json() for p in points], indent=2))
-    rows = ["k,masked,dice,iou,f1,images_per_s,engine,pareto,steps,model"]
+    rows = ["k,masked,dice,iou,f1,images_per_s,engine,pareto,steps,model,seeds,dice_sd"]
     rows += [f"{p.k},{'+'.join(p.masked)},{p.dice:.5f},{p.iou:.5f},{p.f1:.5f},{p.fps:.3f},{p.engine},"
-             f"{int(p.pareto)},{p.steps},{p.model}" for p in points]
+             f"{int(p.pareto)},{p.steps},{p.model},{p.seeds},{'' if p.dice_sd is None else f'{p.dice_sd:.5f}'}"
+             for p in points]
     (out / "sweep.csv").write_text("\n".join(rows) + "\n")
     return [out / "sweep.json", out / "sweep.csv", sweep_chart(points, out / "sweep.png", title)]

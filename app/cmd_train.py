@@ -18,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, help="images per step (overrides the recipe)")
     p.add_argument("--lr", type=float, help="base learning rate (overrides the recipe)")
     p.add_argument("--val-every", type=int, help="validate (and maybe export) every N steps")
+    p.add_argument("--seed", type=int, help="train.seed for a new run, which is then named <name>-s<seed> "
+                   "(its folder and model card): compare recipes over several seeds, not one run each")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (model, optimiser, step, rng)")
     p.add_argument("--init", metavar="MODEL|CKPT", help="start from these weights: a full-precision model file "
                    "(shipped name or path) or a training checkpoint (overrides the recipe's train.init)")
@@ -37,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pipeline.errors import ConfigError
-    from pipeline.train.config import load_config, override
+    from pipeline.train.config import load_config, override, with_seed
 
     if args.config:
         cfg = load_config(args.config)
@@ -47,6 +49,10 @@ def main(args: argparse.Namespace) -> int:
     else:
         raise ConfigError("give --config YAML (a training recipe), or --resume CKPT")
     cfg = override(cfg, steps=args.steps, batch=args.batch, lr=args.lr, val_every=args.val_every, init=args.init)
+    if args.seed is not None:
+        if args.resume:
+            raise ConfigError("--seed starts a new run: a resumed run keeps its checkpoint's seed and RNG state")
+        cfg = with_seed(cfg, args.seed)
     if args.write_val:
         return _write_val(args, cfg)
 

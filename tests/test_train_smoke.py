@@ -182,6 +182,20 @@ def test_cli_trains_on_image_folders(tmp_path):
     assert read_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 1
 
 
+def test_cli_seed_names_and_seeds_a_new_run(tmp_path, capsys):
+    images, masks = make_folder_pairs(tmp_path, n=4)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(json.dumps({**TINY, "train": {**TINY["train"], "steps": 1}}))
+    model = tmp_path / "m.safetensors"
+    assert cli(["train", "--config", str(recipe), "--images", str(images), "--masks", str(masks), "--out",
+                str(tmp_path / "run"), "--no-progress", "--device", "cpu", "--seed", "5", "--export",
+                str(model)]) == 0
+    assert read_checkpoint(tmp_path / "run" / CHECKPOINT)["config"]["train"]["seed"] == 5
+    assert load_model(model).card["name"] == "tiny-s5"
+    assert cli(["train", "--resume", str(tmp_path / "run" / CHECKPOINT), "--seed", "6"]) == 2
+    assert "--seed starts a new run" in capsys.readouterr().err
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli(["train", "--stamps", "x"]) == 2
     assert "give --config YAML" in capsys.readouterr().err

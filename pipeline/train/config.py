@@ -130,6 +130,11 @@ def load_config(path: str | Path) -> TrainConfig:
     return config_from_dict(raw, str(path))
 
 
+def with_seed(cfg: TrainConfig, seed: int) -> TrainConfig:
+    """The recipe with train.seed = `seed`, named <name>-s<seed> so that the runs of several seeds keep apart."""
+    return dataclasses.replace(cfg, name=f"{cfg.name}-s{seed}", train=dataclasses.replace(cfg.train, seed=seed))
+
+
 def override(cfg: TrainConfig, **train_fields) -> TrainConfig:
     """Copy with some `train` fields replaced (None values are ignored): command-line flags."""
     changes = {k: v for k, v in train_fields.items() if v is not None}

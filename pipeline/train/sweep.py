@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..arch import LAYERS, cheapest_layers
-from .config import TrainConfig
+from .config import TrainConfig, with_seed
 from .data import TrainData
 
 
@@ -44,10 +44,8 @@ def config_for_k(cfg: TrainConfig, k: int, seed: int | None = None) -> TrainConf
     """The recipe with the k cheapest layers masked (cost rank at the recipe's width and input size), and with
     `seed` as train.seed (named -s<seed>) where given."""
     model = dataclasses.replace(cfg.model, quantized=True, masked=(), masked_count=k)
-    if seed is None:
-        return dataclasses.replace(cfg, name=f"{cfg.name}-k{k}", model=model)
-    train = dataclasses.replace(cfg.train, seed=seed)
-    return dataclasses.replace(cfg, name=f"{cfg.name}-k{k}-s{seed}", model=model, train=train)
+    cfg_k = dataclasses.replace(cfg, name=f"{cfg.name}-k{k}", model=model)
+    return cfg_k if seed is None else with_seed(cfg_k, seed)
 
 
 def engine_fps(model, engine: str, frames: np.ndarray, iters: int = 10) -> tuple[str, float]:

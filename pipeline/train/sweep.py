@@ -83,18 +83,18 @@ def train_or_reuse(cfg: TrainConfig, data: TrainData, device, folder: Path, path
 def sweep_point(cfg: TrainConfig, k: int, data: TrainData, device, out: Path, engine: str,
                 fps_batch: int, iters: int, progress: bool, seeds: int = 1) -> SweepPoint:
     """Train the k-masked model once per seed (train.seed, +1, ...), then time the first with the engine."""
-    one_seed = seeds == 1  # one seed keeps the plain k<k> names (and resumes sweeps made before --seeds)
-    stems = [f"k{k}"] if one_seed else [f"k{k}-s{cfg.train.seed + i}" for i in range(seeds)]
-    runs = [train_or_reuse(config_for_k(cfg, k, None if one_seed else cfg.train.seed + i), data, device,
-                           out / stem, out / f"{stem}.safetensors", progress) for i, stem in enumerate(stems)]
-    models, steps = [model for model, _ in runs], runs[0][1]
+    # one seed keeps the plain k<k> names (and resumes sweeps made before --seeds)
+    run_seeds = [None] if seeds == 1 else [cfg.train.seed + i for i in range(seeds)]
+    stems = [f"k{k}" if seed is None else f"k{k}-s{seed}" for seed in run_seeds]
+    runs = [train_or_reuse(config_for_k(cfg, k, seed), data, device, out / stem, out / f"{stem}.safetensors",
+                           progress) for seed, stem in zip(run_seeds, stems)]
+    (first, steps), models = runs[0], [model for model, _ in runs]
     scores = [m.card["scores"] for m in models]
     mean = {key: float(np.mean([s[key] for s in scores])) for key in ("val_dice", "val_iou", "val_f1")}
-    dice_sd = None if one_seed else float(np.std([s["val_dice"] for s in scores], ddof=1))
-    name, fps = engine_fps(models[0], engine, data.val_images[:fps_batch], iters)
-    return SweepPoint(k, tuple(cheapest_layers(config_for_k(cfg, k).model.architecture(), k)), mean["val_dice"],
-                      mean["val_iou"], mean["val_f1"], fps, name, str(out / f"{stems[0]}.safetensors"), steps,
-                      seeds, dice_sd)
+    dice_sd = float(np.std([s["val_dice"] for s in scores], ddof=1)) if seeds > 1 else None
+    name, fps = engine_fps(first, engine, data.val_images[:fps_batch], iters)
+    return SweepPoint(k, tuple(cheapest_layers(first.arch, k)), mean["val_dice"], mean["val_iou"],
+                      mean["val_f1"], fps, name, str(out / f"{stems[0]}.safetensors"), steps, seeds, dice_sd)
 
 
 def mark_pareto(points: list[SweepPoint]) -> list[SweepPoint]:

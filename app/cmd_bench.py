@@ -44,7 +44,10 @@ def main(args: argparse.Namespace) -> int:
     frames = (bench.video_frames(args.input, shape, args.batch) if args.input
               else bench.random_frames(shape, args.batch, args.seed))
     log = (lambda text: print(text, file=sys.stderr, flush=True))
-    log(f"model: {model.name} ({bench.size_text(shape)}); input: {args.input or f'random, seed {args.seed}'}")
+    distinct = bench.repeat_period(frames)
+    repeats = f", {distinct} distinct frames repeated to batch {args.batch}" if distinct < args.batch else ""
+    log(f"model: {model.name} ({bench.size_text(shape)}); input: {args.input or f'random, seed {args.seed}'}"
+        f"{repeats}")
     with open_power_meter(args.sysfs_root) as meter:
         rows, notes = bench.run_bench(model, frames, engines, settings, meter, progress=log)
     out = Path(args.out) if args.out else Path("runs", "bench", time.strftime("%Y%m%d-%H%M%S"))

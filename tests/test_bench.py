@@ -69,6 +69,27 @@ def test_rows_schema_and_reference_agreement(tiny):
         assert any("no baseline" in n for n in notes)
 
 
+def test_a_big_batch_repeats_a_prime_number_of_distinct_frames():
+    frames = bench.random_frames((8, 8), 40, seed=0)
+    assert frames.shape == (40, 8, 8, 3)
+    assert len({f.tobytes() for f in frames}) == bench.DISTINCT_FRAMES == bench.repeat_period(frames)
+    assert (frames[bench.DISTINCT_FRAMES:] == frames[:40 - bench.DISTINCT_FRAMES]).all()
+    assert bench.repeat_period(bench.random_frames((8, 8), 5, seed=0)) == 5
+    frames[35] = 0  # breaks the cycle near the end: every frame counts again
+    assert bench.repeat_period(frames) == 40
+
+
+def test_reference_masks_of_a_repeated_batch_equal_the_full_computation(tiny):
+    frames = bench.random_frames(tiny.arch.input_size, bench.DISTINCT_FRAMES + 3, seed=1)
+    engine = base.create_engine("reference", tiny)
+    try:
+        full = engine.segment(frames)
+    finally:
+        engine.close()
+    masks = bench.ReferenceMasks(tiny, frames).masks
+    assert masks.shape == full.shape and (masks == full).all()
+
+
 def test_joules_per_image_and_ratios(tiny):
     frames = bench.random_frames(tiny.arch.input_size, SETTINGS.batch, seed=0)
     meter = FixedMeter(joules=12.0, seconds=2.0, idle=3.5)

@@ -18,7 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", metavar="WxH", help="input size; differing from the model's draws a random model of "
                    "the same architecture at this size")
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
-    p.add_argument("--iters", type=int, default=20, help="timed iterations (default 20)")
+    p.add_argument("--iters", type=int, default=20, help="timed iterations, at least (default 20)")
+    p.add_argument("--min-seconds", type=float, default=1.0, help="go on past --iters until the timed window "
+                   "is this long, so the power source sees enough of it (default 1)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3; the first also gives "
                    "the masks compared with the reference, so at least one always runs)")
     p.add_argument("--input", metavar="URI", help="take the frames from a video/images source instead of "
@@ -35,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     from pipeline.engines.base import list_engines
     from pipeline.power import open_power_meter
 
-    settings = bench.BenchSettings(args.batch, args.iters, args.warmup, args.idle_seconds)
+    settings = bench.BenchSettings(args.batch, args.iters, args.warmup, args.idle_seconds, args.min_seconds)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()] if args.engines else list_engines()
     bench.check_engine_names(engines)
     size = bench.parse_size(args.size) if args.size else None

@@ -23,7 +23,8 @@ from .power import PowerMeter
 
 BASELINES = ("torch-fp16", "torch-fp32")
 REFERENCE = "reference"
-#: a power window shorter than this holds few samples (and NVML's counter updates only every few tens of ms)
+#: a power window shorter than this holds few samples (and NVML's counter updates only every few tens of ms),
+#: so the timed iterations go on past --iters until the window is this long (--min-seconds)
 MIN_WINDOW_S = 1.0
 #: a bench batch repeats at most this many distinct frames: no engine's time depends on pixel values, and the
 #: numpy reference (about 1.5 s a frame at 192x144) then runs once per distinct frame, not 256 times at batch 256.
@@ -42,6 +43,7 @@ class BenchRow:
     ms_median: float | None = None
     ms_p5: float | None = None
     ms_p95: float | None = None
+    iters: int | None = None  # timed iterations run: --iters, or more to fill --min-seconds
     agree_with_reference: float | None = None
     watts: float | None = None
     joules_per_image: float | None = None
@@ -65,11 +67,13 @@ class BenchSettings:
     iters: int = 20
     warmup: int = 3
     idle_seconds: float = 2.0
+    min_seconds: float = MIN_WINDOW_S
 
     def __post_init__(self) -> None:
-        if self.batch < 1 or self.iters < 1 or self.warmup < 0 or self.idle_seconds < 0:
-            raise ConfigError(f"need batch >= 1, iters >= 1, warmup >= 0, idle >= 0; got batch {self.batch}, "
-                              f"iters {self.iters}, warmup {self.warmup}, idle {self.idle_seconds}")
+        if self.batch < 1 or self.iters < 1 or self.warmup < 0 or self.idle_seconds < 0 or self.min_seconds < 0:
+            raise ConfigError(f"need batch >= 1, iters >= 1, warmup >= 0, idle >= 0, min seconds >= 0; got batch "
+                              f"{self.batch}, iters {self.iters}, warmup {self.warmup}, idle {self.idle_seconds}, "
+                              f"min seconds {self.min_seconds}")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -162,7 +166,8 @@ def percentile_row(times_s: list[float], batch: int) -> dict:
 
 def time_engine(engine: Engine, frames: np.ndarray, settings: BenchSettings,
                 meter: PowerMeter) -> tuple[np.ndarray, list[float], object]:
-    """(masks of the first call, per-iteration seconds, energy measurement of the timed window)."""
+    """(masks of the first call, per-iteration seconds, energy measurement of the timed window). At least
+    `settings.iters` iterations, and more until they add up to `settings.min_seconds`."""
     masks = engine.segment(frames)
     engine.sync()
     for _ in range(settings.warmup - 1):
@@ -171,7 +176,7 @@ def time_engine(engine: Engine, frames: np.ndarray, settings: BenchSettings,
     times = []
     meter.begin_window()
     try:
-        for _ in range(settings.iters):
+        while len(times) < settings.iters or sum(times) < settings.min_seconds:
             t0 = time.perf_counter()
             engine.segment(frames)
             engine.sync()
@@ -252,8 +257,9 @@ def bench_engine(name: str, model: ModelFile, frames: np.ndarray, settings: Benc
         engine.close()
     for key, value in percentile_row(times, settings.batch).items():
         setattr(row, key, value)
+    row.iters = len(times)
     row.agree_with_reference = reference.agreement(masks)
-    add_energy(row, energy, sum(times), settings.iters * settings.batch, meter)
+    add_energy(row, energy, sum(times), len(times) * settings.batch, meter)
     return row
 
 
@@ -275,10 +281,10 @@ def run_bench(model: ModelFile, frames: np.ndarray, engines: list[str], settings
         rows.append(bench_engine(name, model, frames, settings, meter, reference, idle))
     add_ratios(rows)
     notes = [f"agree_with_reference is null: reference cannot run ({reference.why_not})"] if reference.why_not else []
-    short = [r.engine for r in rows if r.watts is not None and r.ms_median * settings.iters < MIN_WINDOW_S * 1e3]
+    short = [r.engine for r in rows if r.watts is not None and r.ms_median * r.iters < MIN_WINDOW_S * 1e3]
     if short:
         notes.append(f"energy windows under {MIN_WINDOW_S:g} s ({', '.join(short)}): W and J/image are coarse; "
-                     f"raise --iters")
+                     f"raise --min-seconds")
     if not any(r.baseline for r in rows):
         notes.append(f"speedup/energy_ratio are null: no baseline ({' or '.join(BASELINES)}) was measured")
     return rows, notes

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from dataclasses import replace
 
 import pytest
@@ -19,8 +20,8 @@ from pipeline.modelfile import save_model
 from pipeline.power import EnergyMeasurement, PowerMeter
 
 ROW_KEYS = {"engine", "batch", "size", "images_per_s", "ms_median", "ms_p5", "ms_p95", "agree_with_reference",
-            "watts", "joules_per_image", "idle_watts", "power_source", "speedup", "energy_ratio"}
-SETTINGS = bench.BenchSettings(batch=2, iters=3, warmup=1, idle_seconds=0)
+            "watts", "joules_per_image", "idle_watts", "power_source", "speedup", "energy_ratio", "iters"}
+SETTINGS = bench.BenchSettings(batch=2, iters=3, warmup=1, idle_seconds=0, min_seconds=0)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_rows_schema_and_reference_agreement(tiny):
     for r in rows:
         d = r.to_json()
         assert ROW_KEYS <= set(d) and d["size"] == "32x32" and d["batch"] == 2 and d["skipped"] is None
-        assert d["ms_p5"] <= d["ms_median"] <= d["ms_p95"]
+        assert d["ms_p5"] <= d["ms_median"] <= d["ms_p95"] and d["iters"] == SETTINGS.iters
         assert d["images_per_s"] == pytest.approx(2e3 / d["ms_median"])
         assert d["watts"] is None and d["joules_per_image"] is None and d["power_source"].startswith("none: ")
         assert 0.0 <= d["agree_with_reference"] <= 1.0
@@ -88,6 +89,30 @@ def test_reference_masks_of_a_repeated_batch_equal_the_full_computation(tiny):
         engine.close()
     masks = bench.ReferenceMasks(tiny, frames).masks
     assert masks.shape == full.shape and (masks == full).all()
+
+
+class SleepyEngine:
+    """Stands in for an engine whose every call takes `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.calls = seconds, 0
+
+    def segment(self, frames):
+        self.calls += 1
+        time.sleep(self.seconds)
+        return frames[..., 0]
+
+    def sync(self) -> None:
+        pass
+
+
+def test_timed_iterations_go_on_until_the_window_is_min_seconds_long():
+    frames = bench.random_frames((8, 8), 1, seed=0)
+    meter = PowerMeter(None, "no source in test")
+    _, times, _ = bench.time_engine(SleepyEngine(0.01), frames, replace(SETTINGS, iters=2), meter)
+    assert len(times) == 2  # min_seconds 0: exactly --iters
+    _, times, _ = bench.time_engine(SleepyEngine(0.01), frames, replace(SETTINGS, iters=2, min_seconds=0.1), meter)
+    assert sum(times) >= 0.1 and len(times) > 2 and sum(times[:-1]) < 0.1
 
 
 def test_joules_per_image_and_ratios(tiny):

@@ -264,6 +264,21 @@ class TestHost:
         fp.arch = Architecture(width=1, input_size=(16, 16), quantized=False)
         assert "not fp" in CudaEngine.unavailable(fp)
 
+    def test_a_compiler_failure_is_a_one_line_unavailable_error(self, monkeypatch):
+        # the H200 image's numba-cuda 0.30.4 under numpy 2.5 failed like this inside kernel.compile
+        import cudakernels.cuda as kernels_module
+        from pipeline.engines import cuda as engine_module
+
+        class Broken:
+            def compile(self, signature):
+                raise AttributeError("module 'numpy' has no attribute 'row_stack'\nmore lines")
+
+        monkeypatch.setattr(kernels_module, "kernel_signatures", lambda: {Broken(): "void()"})
+        with pytest.raises(MbunetError) as err:
+            engine_module.compile_kernels()
+        assert str(err.value) == ("engine cuda: numba-cuda could not compile the kernels "
+                                  "(AttributeError: module 'numpy' has no attribute 'row_stack')")
+
     def test_capability_floor(self):
         from pipeline.engines.cuda import capability_problem
 

@@ -9,7 +9,7 @@ from conftest import random_frames
 from pipeline.arch import MASK_DELTA, Architecture, plan
 from pipeline.bits import unpack_bits
 from pipeline.engines.base import create_engine
-from pipeline.export import export_model
+from pipeline.export import export_model, random_quantized_model
 from pipeline.modelfile import load_model
 from pipeline.nn import UNet, set_quant_mix, step_modules, zero_fractions
 
@@ -113,3 +113,12 @@ def test_fp_model_round_trip_through_torch_engine(tmp_path):
     with torch.no_grad():
         expected = (model(_as_input(frames))[:, 0] >= 0).numpy()
     np.testing.assert_array_equal(create_engine("torch-fp32", model_file).segment(frames), expected)
+
+
+def test_torch_fp32_runs_cudnn_in_ieee_fp32_and_restores_the_setting(monkeypatch):
+    engine = create_engine("torch-fp32", random_quantized_model(Architecture(width=4, input_size=(16, 16)), seed=0))
+    seen = []
+    engine.net.register_forward_pre_hook(lambda module, args: seen.append(torch.backends.cudnn.allow_tf32))
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)  # PyTorch's default
+    engine.segment(random_frames(1, 16, 16))
+    assert seen == [False] and torch.backends.cudnn.allow_tf32 is True

@@ -158,6 +158,15 @@ def test_nvml_energy_counter(monkeypatch):
     assert nv.state["shutdown"] == 1
 
 
+def test_a_counter_that_did_not_advance_measured_nothing(monkeypatch):
+    # seen on an H200: a 15 ms bench window between two NVML counter updates read 0 J, i.e. 0 W
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(energy_mj=1_000_000, power_mw=None))
+    with open_power_meter(str(FIXTURES / "orin-nano")) as meter:
+        meter.begin_window()
+        m = meter.end_window()
+    assert m.joules is None and m.avg_watts is None and "did not advance" in m.note
+
+
 def test_nvml_power_only_is_sampled(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(energy_mj=None, power_mw=42_000))
     with open_power_meter(str(FIXTURES / "orin-nano")) as meter:

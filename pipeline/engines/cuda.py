@@ -18,7 +18,7 @@ import logging
 import numpy as np
 
 from ..arch import plan
-from ..errors import ModelFileError
+from ..errors import EngineUnavailable, ModelFileError
 from ..modelfile import ModelFile, expected_arrays
 from .base import Engine, register_engine
 from .program import execute
@@ -72,11 +72,21 @@ def device_description() -> str:
 
 
 def compile_kernels() -> None:
-    """JIT every kernel for this GPU now, so the first batch does not pay seconds of compilation."""
+    """JIT every kernel for this GPU now, so the first batch does not pay seconds of compilation. A numba-cuda that
+    does not fit the installed numpy fails here rather than at import (numba-cuda 0.30.4 under numpy 2.5, which
+    dropped np.row_stack, on an H200 image): that is reported as the engine being unavailable, in one line."""
+    from numba.cuda.core import config
+
     from cudakernels.cuda import kernel_signatures
 
-    for kernel, signature in kernel_signatures().items():
-        kernel.compile(signature)
+    # the deepest layers of a batch-1 frame are small grids by nature; numba-cuda would warn at every such launch
+    config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+    try:
+        for kernel, signature in kernel_signatures().items():
+            kernel.compile(signature)
+    except Exception as e:  # numba raises many types here; the user needs the first line, not the traceback
+        raise EngineUnavailable(f"engine cuda: numba-cuda could not compile the kernels "
+                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
 
 
 def host_weights(model: ModelFile) -> dict[str, np.ndarray]:
@@ -176,9 +186,9 @@ class CudaEngine(Engine):
         from numba import cuda
 
         weights = host_weights(model)
-        self.device = device_description()
         if not simulator_enabled():
             compile_kernels()
+        self.device = device_description()
         self.stream = cuda.stream()
         self.weights = {k: cuda.to_device(v, stream=self.stream) for k, v in weights.items()}
         self.arena = BufferArena()

@@ -133,6 +133,8 @@ class PowerMeter:
         note = "; ".join(sorted(set(self._errors)))
         if joules is None:
             note = note or "fewer than two readings in the window"
+        elif joules == 0 and self._source.counter:  # a counter that updates less often than the window is long
+            joules, note = None, f"the energy counter did not advance in {span * 1e3:.0f} ms"
         avg = joules / span if joules is not None and span > 0 else None
         return EnergyMeasurement(seconds, joules, avg, len(self._samples), note)
 

@@ -126,6 +126,16 @@ def test_joules_per_image_and_ratios(tiny):
     assert r.watts == pytest.approx(6.0) and r.idle_watts == 3.5 and r.power_source == "fixed"
 
 
+def test_short_power_windows_are_flagged_only_below_min_window(tiny):
+    frames = bench.random_frames(tiny.arch.input_size, SETTINGS.batch, seed=0)
+    meter = FixedMeter(joules=1.0, seconds=0.1, idle=0.0)
+    _, notes = bench.run_bench(tiny, frames, ["reference"], SETTINGS, meter)  # 3 iterations of a few ms
+    assert any(n.startswith("energy windows under 1 s (reference)") for n in notes)
+    rows, notes = bench.run_bench(tiny, frames, ["reference"], replace(SETTINGS, min_seconds=bench.MIN_WINDOW_S),
+                                  meter)
+    assert rows[0].iters > SETTINGS.iters and not any("energy windows" in n for n in notes)
+
+
 def test_joules_per_image_is_window_watts_times_timed_seconds():
     row = bench.BenchRow("cpu", 3, "32x32")
     meter = FixedMeter(joules=12.0, seconds=2.0, idle=0.0)

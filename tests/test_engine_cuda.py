@@ -81,6 +81,12 @@ class TestSimulator:
 
     __test__ = IN_SIM
 
+    def test_graph_engine_is_unavailable_in_the_simulator(self):
+        from pipeline.engines.cuda import CudaGraphEngine
+
+        model = random_quantized_model(Architecture(width=1, input_size=(16, 16)))
+        assert CudaGraphEngine.unavailable(model) == "Numba's CUDA simulator cannot capture CUDA graphs"
+
     @staticmethod
     def kernels():
         from numba import cuda
@@ -250,6 +256,14 @@ class TestHost:
                 # accumulators stay in registers (the 32-channel loop unrolled), weights come from shared memory
                 assert "popc.b32" in ptx and "ld.shared" in ptx and "ld.local" not in ptx
 
+    def test_graph_engine_says_why_it_cannot_run_here(self):
+        from numba import cuda
+
+        from pipeline.engines.cuda import CudaGraphEngine
+
+        why = CudaGraphEngine.unavailable(random_quantized_model(Architecture(width=1, input_size=(16, 16))))
+        assert (why is None) == cuda.is_available(), why
+
     def test_unavailable_says_why(self):
         from numba import cuda
 
@@ -329,6 +343,19 @@ class TestGpu:
         _gpu_or_skip()
         arch = Architecture(width=width, classes=classes, input_size=size).with_masked(set(masked))
         _same_as_reference(random_quantized_model(arch, seed=width), random_frames(batch, *size, seed=width))
+
+    def test_graph_replays_match_reference_across_shapes_and_inputs(self):
+        _gpu_or_skip()
+        from pipeline.engines.base import create_engine
+
+        arch = Architecture(width=20, classes=2, input_size=(48, 80)).with_masked({"down-C1", "up-CT2"})
+        model = random_quantized_model(arch, seed=5)
+        engine, reference = create_engine("cuda-graph", model), create_engine("reference", model)
+        for batch, seed in ((2, 1), (1, 2), (2, 3), (1, 4)):  # each shape captured once, then replayed on new frames
+            frames = random_frames(batch, 48, 80, seed=seed)
+            assert np.array_equal(engine.segment(frames), reference.segment(frames)), (batch, seed)
+        assert sorted(engine.graphs) == [(1, 48, 80, 3), (2, 48, 80, 3)]
+        engine.close()
 
     def test_shipped_models_at_full_size(self):
         _gpu_or_skip()

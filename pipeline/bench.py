@@ -253,6 +253,9 @@ def bench_engine(name: str, model: ModelFile, frames: np.ndarray, settings: Benc
         return row
     try:
         masks, times, energy = time_engine(engine, frames, settings, meter)
+    except MbunetError as e:  # e.g. a CUDA graph that cannot be captured: listed with its reason, the rest still run
+        row.skipped = str(e)
+        return row
     finally:
         engine.close()
     for key, value in percentile_row(times, settings.batch).items():

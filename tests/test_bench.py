@@ -178,6 +178,23 @@ def test_unavailable_engine_is_listed_with_reason(tiny, monkeypatch):
     assert "nowhere: not run: needs a GPU with sm_80" in bench.format_table(rows)
 
 
+def test_an_engine_failing_at_run_time_is_listed_and_the_others_still_run(tiny, monkeypatch):
+    class Breaks(base.Engine):
+        name = "breaks"
+
+        def load(self, model):
+            pass
+
+        def segment_bits(self, frames, keep_bits=True):
+            raise MbunetError("engine breaks: graph capture failed (CUDAError: not permitted)")
+
+    monkeypatch.setitem(base._REGISTRY, "breaks", Breaks)
+    frames = bench.random_frames(tiny.arch.input_size, 1, seed=0)
+    rows, _ = bench.run_bench(tiny, frames, ["breaks", "reference"], SETTINGS, PowerMeter(None, "x"))
+    assert rows[0].skipped == "engine breaks: graph capture failed (CUDAError: not permitted)"
+    assert rows[1].skipped is None and rows[1].agree_with_reference == 1.0
+
+
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(MbunetError, match="unknown engine 'warp-drive'"):
         bench.check_engine_names(["reference", "warp-drive"])

@@ -271,9 +271,13 @@ class CudaGraphEngine(CudaEngine):
         arena = BufferArena()
         self._enqueue(frames, CudaKernels(self.stream, arena), arena)  # allocates this shape's buffers, uncaptured
         self.stream.synchronize()
-        builder = self.core_stream.create_graph_builder().begin_building()
-        d_frames, d_masks, _ = self._enqueue(frames, CudaKernels(builder, arena), arena, upload=False)
-        graph = builder.end_building().complete()
+        try:
+            builder = self.core_stream.create_graph_builder().begin_building()
+            d_frames, d_masks, _ = self._enqueue(frames, CudaKernels(builder, arena), arena, upload=False)
+            graph = builder.end_building().complete()
+        except Exception as e:  # cuda.core and the driver raise many types; the user needs the first line
+            raise EngineUnavailable(f"engine cuda-graph: capturing the kernels into a CUDA graph failed "
+                                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
         self.graphs[frames.shape] = (graph, d_frames, d_masks, arena)
         return self.graphs[frames.shape]
 

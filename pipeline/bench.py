@@ -173,14 +173,15 @@ def time_engine(engine: Engine, frames: np.ndarray, settings: BenchSettings,
     for _ in range(settings.warmup - 1):
         engine.segment(frames)
     engine.sync()
-    times = []
+    times, timed = [], 0.0
     meter.begin_window()
     try:
-        while len(times) < settings.iters or sum(times) < settings.min_seconds:
+        while len(times) < settings.iters or timed < settings.min_seconds:
             t0 = time.perf_counter()
             engine.segment(frames)
             engine.sync()
             times.append(time.perf_counter() - t0)
+            timed += times[-1]
     finally:
         energy = meter.end_window()
     return masks, times, energy

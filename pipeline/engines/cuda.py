@@ -14,6 +14,7 @@ about 1 ms per thread.
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import numpy as np
 
@@ -85,8 +86,13 @@ def compile_kernels() -> None:
         for kernel, signature in kernel_signatures().items():
             kernel.compile(signature)
     except Exception as e:  # numba raises many types here; the user needs the first line, not the traceback
-        raise EngineUnavailable(f"engine cuda: numba-cuda could not compile the kernels "
-                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+        raise EngineUnavailable(f"engine cuda: numba-cuda could not compile the kernels ({one_line(e)})") from e
+
+
+def one_line(e: BaseException) -> str:
+    """'Type: first line of the message', for errors from numba-cuda and the driver, whose texts run long."""
+    text = str(e)
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def host_weights(model: ModelFile) -> dict[str, np.ndarray]:
@@ -227,6 +233,15 @@ class CudaEngine(Engine):
         self.model = None
 
 
+class CapturedBatch(NamedTuple):
+    """One batch shape's graph and the device buffers it addresses (the arena keeps them all alive)."""
+
+    graph: object
+    frames: object
+    masks: object
+    arena: BufferArena
+
+
 @register_engine
 class CudaGraphEngine(CudaEngine):
     """`cuda-graph`: the `cuda` engine's kernels captured once per batch shape into a CUDA graph, then replayed.
@@ -254,20 +269,20 @@ class CudaGraphEngine(CudaEngine):
 
         super().load(model)
         self.core_stream = Stream.from_handle(int(self.stream.handle))  # the same stream, as cuda.core sees it
-        self.graphs: dict[tuple[int, ...], tuple] = {}  # frames shape -> (graph, device frames, device masks, arena)
+        self.graphs: dict[tuple[int, ...], CapturedBatch] = {}  # by frames shape
 
     def segment_bits(self, frames: np.ndarray, keep_bits: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         if keep_bits:  # copies of every layer to the host cannot be part of a graph
             return super().segment_bits(frames, keep_bits)
         frames = self.check_frames(frames)
-        graph, d_frames, d_masks, _ = self.graphs.get(frames.shape) or self._capture(frames)
-        d_frames.copy_to_device(frames, stream=self.stream)
-        graph.launch(self.core_stream)
-        masks = d_masks.copy_to_host(stream=self.stream)
+        captured = self.graphs.get(frames.shape) or self._capture(frames)
+        captured.frames.copy_to_device(frames, stream=self.stream)
+        captured.graph.launch(self.core_stream)
+        masks = captured.masks.copy_to_host(stream=self.stream)
         self.stream.synchronize()
         return masks, {}
 
-    def _capture(self, frames: np.ndarray) -> tuple:
+    def _capture(self, frames: np.ndarray) -> CapturedBatch:
         arena = BufferArena()
         self._enqueue(frames, CudaKernels(self.stream, arena), arena)  # allocates this shape's buffers, uncaptured
         self.stream.synchronize()
@@ -277,12 +292,12 @@ class CudaGraphEngine(CudaEngine):
             graph = builder.end_building().complete()
         except Exception as e:  # cuda.core and the driver raise many types; the user needs the first line
             raise EngineUnavailable(f"engine cuda-graph: capturing the kernels into a CUDA graph failed "
-                                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
-        self.graphs[frames.shape] = (graph, d_frames, d_masks, arena)
+                                    f"({one_line(e)})") from e
+        self.graphs[frames.shape] = CapturedBatch(graph, d_frames, d_masks, arena)
         return self.graphs[frames.shape]
 
     def close(self) -> None:
-        for graph, *_ in self.graphs.values():
-            graph.close()
+        for captured in self.graphs.values():
+            captured.graph.close()
         self.graphs = {}
         super().close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from pipeline.errors import MbunetError
@@ -23,19 +24,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mbunet", description="Masked binary U-Net video segmentation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            mod = _command_module(name)
-        except ModuleNotFoundError as e:  # a command whose issue has not landed yet is simply not offered
-            if e.name == f"app.cmd_{name.replace('-', '_')}":
-                continue
-            raise
+        mod = _command_module(name)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         p.set_defaults(_main=mod.main)
     return parser
 
 
+def quiet_video_libraries() -> None:
+    """OpenCV's warnings and FFmpeg's log lines would print before our own one-line error, which already says
+    what failed; a user who wants them sets these variables (e.g. OPENCV_FFMPEG_LOGLEVEL=32) before running."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET: corrupt frames are counted in telemetry
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_video_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_main", None):

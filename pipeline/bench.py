@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engines.base import Engine, choose_engine, create_engine, engine_class
+from .engines.base import Engine, choose_engine, create_engine, engine_class, list_engines
 from .errors import ConfigError, MbunetError, SourceError
 from .modelfile import ModelFile
 from .power import PowerMeter
@@ -92,7 +92,10 @@ def size_text(input_size: tuple[int, int]) -> str:
 
 
 def check_engine_names(names: list[str]) -> None:
-    """An unknown name is a one-line error before anything runs (engine_class lists the valid ones)."""
+    """An unknown name, or none at all, is a one-line error before anything runs (engine_class lists the valid
+    ones)."""
+    if not names:
+        raise ConfigError(f"--engines names no engine; valid: auto, {', '.join(list_engines())}")
     for name in names:
         if name != "auto":
             engine_class(name)

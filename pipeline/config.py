@@ -74,15 +74,20 @@ class RunConfig:
             raise ConfigError(f"fit must be letterbox or resize, got {self.fit!r}")
 
 
+def run_presets() -> list[str]:
+    """Names of the shipped run presets (configs/*.yaml; the train-*.yaml beside them are training recipes)."""
+    return sorted(q.stem for q in CONFIG_DIR.glob("*.yaml") if not q.stem.startswith("train-"))
+
+
 def load_config(path: str | Path) -> RunConfig:
     """A preset by path or by name (desktop, jetson-orin, drone)."""
     import yaml
 
     p = Path(path)
-    if not p.is_file() and (CONFIG_DIR / f"{p.name}.yaml").is_file():
+    if not p.is_file() and p.name in run_presets():
         p = CONFIG_DIR / f"{p.name}.yaml"
     if not p.is_file():
-        names = ", ".join(sorted(q.stem for q in CONFIG_DIR.glob("*.yaml")))
+        names = ", ".join(run_presets())
         raise ConfigError(f"config not found: {path} (not a file, and not a preset: {names})")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}

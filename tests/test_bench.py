@@ -198,6 +198,8 @@ def test_an_engine_failing_at_run_time_is_listed_and_the_others_still_run(tiny, 
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(MbunetError, match="unknown engine 'warp-drive'"):
         bench.check_engine_names(["reference", "warp-drive"])
+    with pytest.raises(ConfigError, match="names no engine"):
+        bench.check_engine_names([])
     with pytest.raises(ConfigError, match="multiples of 16"):
         bench.parse_size("30x32")
     with pytest.raises(ConfigError, match="WxH"):

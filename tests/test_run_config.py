@@ -53,5 +53,7 @@ def test_flags_override_and_none_means_unset():
 
 
 def test_missing_preset_lists_the_shipped_ones():
-    with pytest.raises(ConfigError, match="not a preset: desktop, drone, jetson-orin"):
+    with pytest.raises(ConfigError, match=r"not a preset: desktop, drone, jetson-orin\)$"):
         load_config("moon")
+    with pytest.raises(ConfigError, match="not a preset"):  # a training recipe is no run preset
+        load_config("train-fp")

@@ -56,6 +56,13 @@ def weight_planes(w: np.ndarray, cin_parts: tuple[int, ...] = ()) -> tuple[np.nd
     return pack_bits(w > 0), pack_bits(w < 0)
 
 
+def is_binary(pos: np.ndarray, neg: np.ndarray, cin: int, cin_parts: tuple[int, ...] = ()) -> bool:
+    """True when every weight is ±1 on every valid input bit (neg == ~pos there). Kernels then need only `pos`:
+    a weight that is 0 on some channel everywhere is *not* binary, because its activation bits would still count."""
+    valid = weight_planes(np.ones((1, 1, 1, cin), np.int8), cin_parts)[0][0, 0, 0]
+    return not np.any(pos & neg) and bool(np.all((pos | neg) == valid))
+
+
 def planes_to_weights(pos: np.ndarray, neg: np.ndarray, cin: int, cin_parts: tuple[int, ...] = ()) -> np.ndarray:
     """Inverse of weight_planes: int8 {-1,0,+1} weights [..., cin] in logical channel order."""
     out, word = [], 0

@@ -14,9 +14,9 @@ import pytest
 
 from conftest import REPO, random_frames, shipped_bit_models
 from pipeline.arch import Architecture, Step
-from pipeline.bits import pack_bits, pack_signs, weight_planes
+from pipeline.bits import is_binary, pack_bits, pack_signs, weight_planes
 from pipeline.engines.base import create_engine
-from pipeline.engines.cpu import CpuKernels, is_binary, prepare_conv, prepare_weights, tap_major
+from pipeline.engines.cpu import CpuKernels, prepare_conv, prepare_weights, tap_major
 from pipeline.engines.reference import ReferenceKernels
 from pipeline.errors import MbunetError, ModelFileError
 from pipeline.export import ALWAYS_OFF, ALWAYS_ON, random_quantized_model
@@ -106,12 +106,12 @@ def test_binary_form_equals_two_plane_form(cpu, rng, op, cin, parts):
 def test_form_choice_needs_every_valid_bit(rng):
     """A 'binary' layer whose weights miss one input channel everywhere is not binary: A would overcount."""
     step, _, pos, neg = _layer(rng, "conv3x3", 1, 3, 3, 40, 8, False)
-    assert is_binary(pos, neg, step)
+    assert is_binary(pos, neg, step.cin, step.cin_parts)
     pos2, neg2 = pos.copy(), neg.copy()
     pos2[..., 1] &= ~np.uint32(1 << 3)
     neg2[..., 1] &= ~np.uint32(1 << 3)
-    assert not is_binary(pos2, neg2, step)
-    assert not is_binary(pos, neg | pos, step)
+    assert not is_binary(pos2, neg2, step.cin, step.cin_parts)
+    assert not is_binary(pos, neg | pos, step.cin, step.cin_parts)
 
 
 @pytest.mark.parametrize("n,h,w,cout", [(1, 1, 1, 1), (2, 5, 7, 31), (1, 3, 9, 33), (1, 4, 4, 100)])

@@ -25,7 +25,7 @@ import pytest
 
 from conftest import random_frames
 from pipeline.arch import LAYERS, Architecture, words
-from pipeline.bits import pack_signs, weight_planes
+from pipeline.bits import is_binary, pack_signs, weight_planes
 from pipeline.engines.reference import ReferenceKernels
 from pipeline.errors import MbunetError
 from pipeline.export import ALWAYS_OFF, ALWAYS_ON, random_quantized_model
@@ -118,11 +118,19 @@ class TestSimulator:
         assert got.dtype == np.uint32 and np.array_equal(got, want)
         assert 0 < np.count_nonzero(got) and (np.count_nonzero(z >= thr) < z.size)  # a real mix of bits
 
+    def binary_form(self, pos, neg, thr, taps: int, cin: int, parts=()):
+        """A binary layer's arguments for the one-popcount kernels, as the engine prepares them."""
+        from cudakernels.cuda.bitconv import binary_threshold
+
+        assert is_binary(pos, neg, cin, parts)
+        return self.dev("c.pos", pos), None, self.dev("c.threshold", binary_threshold(thr, taps, cin))
+
     @pytest.mark.parametrize("n,h,w,cin,cout,masked", [
         (1, 1, 1, 1, 1, False),      # one pixel: every tap but the centre is padding
         (1, 3, 5, 3, 3, True),       # corners, edges and interior
         (2, 2, 3, 33, 33, False),    # two words in and out, batch indexing
         (1, 3, 2, 300, 2, True),     # 10 input words: more than one shared-memory chunk (CHUNK = 8)
+        (1, 2, 1, 300, 33, False),   # the same chunking, binary
     ])
     def test_conv3x3(self, n, h, w, cin, cout, masked):
         rng = np.random.default_rng(cin * 7 + cout)
@@ -130,10 +138,14 @@ class TestSimulator:
         weights = _ternary(rng, (cout, 3, 3, cin), masked)
         thr = _thresholds(rng, _dot3x3(acts, weights))
         x, (pos, neg) = pack_signs(acts), weight_planes(weights)
+        want = REF.conv3x3(x, pos, neg, thr, cout)
         k = self.kernels()
         got = k.to_host(k.conv3x3(self.dev("x", x), self.dev("c.pos", pos), self.dev("c.neg", neg),
                                   self.dev("c.threshold", thr), cout))
-        assert got.shape == (n, h, w, words(cout)) and np.array_equal(got, REF.conv3x3(x, pos, neg, thr, cout))
+        assert got.shape == (n, h, w, words(cout)) and np.array_equal(got, want)
+        if not masked:  # binary weights: the one-popcount kernel gives the same bits
+            got = k.to_host(k.conv3x3(self.dev("x", x), *self.binary_form(pos, neg, thr, 9, cin), cout))
+            assert np.array_equal(got, want)
 
     @pytest.mark.parametrize("n,h,w,cin,cout,masked", [
         (1, 1, 2, 1, 1, True), (2, 1, 1, 33, 3, False), (1, 2, 1, 300, 33, True),
@@ -145,25 +157,32 @@ class TestSimulator:
         dot = np.einsum("nyxc,oijc->nyxijo", acts.astype(np.int32), weights.astype(np.int32))
         thr = _thresholds(rng, dot)
         x, (pos, neg) = pack_signs(acts), weight_planes(weights)
+        want = REF.conv_t2x2(x, pos, neg, thr, cout)
         k = self.kernels()
         got = k.to_host(k.conv_t2x2(self.dev("x", x), self.dev("t.pos", pos), self.dev("t.neg", neg),
                                     self.dev("t.threshold", thr), cout))
-        assert got.shape == (n, 2 * h, 2 * w, words(cout))
-        assert np.array_equal(got, REF.conv_t2x2(x, pos, neg, thr, cout))
+        assert got.shape == (n, 2 * h, 2 * w, words(cout)) and np.array_equal(got, want)
+        if not masked:  # binary weights: the one-popcount kernel (one tap per output pixel) gives the same bits
+            got = k.to_host(k.conv_t2x2(self.dev("x", x), *self.binary_form(pos, neg, thr, 1, cin), cout))
+            assert np.array_equal(got, want)
 
-    def test_conv_on_concatenated_parts(self):
-        """A conv reading a word-concat of two parts whose channel counts are not multiples of 32."""
+    @pytest.mark.parametrize("masked", [True, False])
+    def test_conv_on_concatenated_parts(self, masked):
+        """A conv reading a word-concat of two parts whose channel counts are not multiples of 32: each part's
+        padding bits lie inside the words, and the binary form must not count them."""
         rng = np.random.default_rng(5)
         parts = (3, 33)
         skip, up = _signs(rng, (1, 2, 3, parts[0])), _signs(rng, (1, 2, 3, parts[1]))
-        weights = _ternary(rng, (5, 3, 3, sum(parts)), True)
+        weights = _ternary(rng, (5, 3, 3, sum(parts)), masked)
         thr = _thresholds(rng, _dot3x3(np.concatenate([skip, up], -1), weights))
         pos, neg = weight_planes(weights, parts)
         k = self.kernels()
         cat = k.concat(self.dev("s", pack_signs(skip)), self.dev("u", pack_signs(up)))
         want_cat = REF.concat(pack_signs(skip), pack_signs(up))
         assert np.array_equal(k.to_host(cat), want_cat)
-        got = k.to_host(k.conv3x3(cat, self.dev("c.pos", pos), self.dev("c.neg", neg), self.dev("c.t", thr), 5))
+        planes = (self.binary_form(pos, neg, thr, 9, sum(parts), parts) if not masked
+                  else (self.dev("c.pos", pos), self.dev("c.neg", neg), self.dev("c.t", thr)))
+        got = k.to_host(k.conv3x3(cat, *planes, 5))
         assert np.array_equal(got, REF.conv3x3(want_cat, pos, neg, thr, 5))
 
     @pytest.mark.parametrize("n,h,w,cw", [(1, 2, 2, 1), (2, 4, 6, 2)])
@@ -207,6 +226,10 @@ class TestSimulator:
         model = random_quantized_model(arch, seed=seed)
         engine = create_engine("cuda", model)
         assert engine.device == "cuda (simulator)"
+        binary_layers = {k for k, v in engine.weights.items() if k.endswith(".neg") and v is None}
+        # the bits pick the one-popcount form for every conv of every binary layer (a double conv has two)
+        assert len(binary_layers) == sum(1 if layer.startswith("up-CT") else 2 for layer in LAYERS
+                                         if layer not in masked)
         frames = random_frames(batch, 16, 16, seed=seed)
         masks, bits = engine.segment_bits(frames)
         want_masks, want_bits = create_engine("reference", model).segment_bits(frames)
@@ -246,15 +269,29 @@ class TestHost:
         from numba import cuda
 
         kernels = _kernels()
-        assert {k.py_func.__name__ for k, _ in kernels} == {
-            "input_conv_kernel", "conv3x3_kernel", "conv_t2x2_kernel", "pool_kernel", "concat_kernel",
-            "output_kernel"}
+        convs = {"conv3x3_kernel", "conv3x3_binary_kernel", "conv_t2x2_kernel", "conv_t2x2_binary_kernel"}
+        assert {k.py_func.__name__ for k, _ in kernels} == convs | {
+            "input_conv_kernel", "pool_kernel", "concat_kernel", "output_kernel"}
+        popcounts = {}
         for kernel, sig in kernels:
             ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
-            assert f".target sm_{cc[0]}{cc[1]}" in ptx, kernel.py_func.__name__
-            if kernel.py_func.__name__ in ("conv3x3_kernel", "conv_t2x2_kernel"):
+            name = kernel.py_func.__name__
+            assert f".target sm_{cc[0]}{cc[1]}" in ptx, name
+            if name in convs:
                 # accumulators stay in registers (the 32-channel loop unrolled), weights come from shared memory
-                assert "popc.b32" in ptx and "ld.shared" in ptx and "ld.local" not in ptx
+                assert "popc.b32" in ptx and "ld.shared" in ptx and "ld.local" not in ptx, name
+                popcounts[name] = ptx.count("popc.b32")
+        # the binary form really is one popcount per (channel, word) where the masked form has two
+        for conv in ("conv3x3", "conv_t2x2"):
+            assert 2 * popcounts[f"{conv}_binary_kernel"] == popcounts[f"{conv}_kernel"], popcounts
+
+    def test_binary_thresholds_keep_every_comparison(self):
+        from cudakernels.cuda.bitconv import binary_threshold
+
+        lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+        got = binary_threshold(np.array([lo, -5, 0, 7, hi], np.int32), 9, 100)
+        # lo - 900 would wrap to a large positive int32 (never on); clipped it stays always on, as lo was
+        assert got.dtype == np.int32 and got.tolist() == [lo, -905, -900, -893, hi - 900]
 
     def test_graph_engine_says_why_it_cannot_run_here(self):
         from numba import cuda

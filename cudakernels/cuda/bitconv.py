@@ -7,13 +7,19 @@ Thread mapping (the same for all three, DESIGN.md sections 4 and 9):
   bits, which keeps every kernel runnable in Numba's CUDA simulator (it has no warp intrinsics).
 - A block = 128 neighbouring pixels (flattened n, y, x) x the same output word (blockIdx.y). All its threads
   use the same 32 output channels, so the block stages those channels' weights in shared memory, a chunk of
-  CHUNK input words at a time (both planes: 2 x 32 x 9 x 8 words = 18 KiB), and every weight read in the
-  inner loop is a shared-memory broadcast (all threads read the same address: no bank conflict).
+  CHUNK input words at a time (both planes: 2 x 32 x 9 x 8 words = 18 KiB; binary layers, pos only: 9 KiB), and
+  every weight read in the inner loop is a shared-memory broadcast (all threads read the same address: no bank
+  conflict).
 - Input words come from global memory through L1: neighbouring threads read neighbouring pixels, and the
   3x3 window's nine re-reads of a word by nearby threads hit the cache.
 - Dot product in the XOR form (reference.py derives it): dot = sum popc(a ^ neg) - popc(a ^ pos) over taps and
   words, with a = 0 (all -1) outside the image; popc is taken on uint32 words (the simulator's popc is exact
-  only there). Channel padding bits are 0 in both planes and contribute nothing.
+  only there). Channel padding bits are 0 in both planes and in `a`, and contribute nothing.
+- Binary layers (every weight ±1: neg = ~pos on the cin valid bits) have kernels of their own that need one
+  POPC instead of two and stage only `pos`: there popc(a ^ neg) = cin_bits - popc(a ^ pos) per word, so
+  dot = taps*cin - 2 sum popc(a ^ pos); they accumulate -2 sum popc(a ^ pos) and compare it with
+  threshold - taps*cin (binary_threshold; taps = 9 for the 3x3 conv, 1 for each transposed-conv output).
+  The engine picks the form per layer from the bits (pipeline.bits.is_binary), as the cpu engine does.
 - The loop over the 32 channels has a constant trip count so it unrolls and the accumulators stay in registers;
   channels past `cout` (last word of a layer whose width is not a multiple of 32) are skipped by a predicate
   that is uniform across the block, and their output bits stay 0.
@@ -25,11 +31,11 @@ Thread mapping (the same for all three, DESIGN.md sections 4 and 9):
 
 Cost model (an estimate to check with `mbunet bench` on a GPU, not a measurement): per thread, per tap and input
 word, 1 global load, then for each of the 32 channels 2 shared loads (broadcast), 2 XOR, 2 POPC and 2 integer
-adds. POPC issues at 16 lanes/clock/SM on sm_75..sm_90, so a warp spends about 128 clocks on POPC against
-about 64 on shared loads: the kernel is POPC-bound, as CUDA-core binary convs are; Tensor Cores (engine `bmma`)
-remove exactly that limit. Ways left open here, each a measured change for later: binary layers could drop one
-POPC (neg = ~pos on valid bits, dot = 2 popc(a ^ neg) - valid bits); pos/neg could be staged interleaved and
-read as one 64-bit shared load; a thread could produce two pixels' words to halve the weight reads.
+adds (binary layers: 1 of each, plus a shift). POPC issues at 16 lanes/clock/SM on sm_75..sm_90, so a warp spends
+about 128 clocks on POPC (64 binary) against about 64 (32) on shared loads: the kernel is POPC-bound, as
+CUDA-core binary convs are; Tensor Cores (engine `bmma`) remove exactly that limit. Ways left open here, each a
+measured change for later: pos/neg could be staged interleaved and read as one 64-bit shared load; a thread could
+produce two pixels' words to halve the weight reads.
 """
 from __future__ import annotations
 
@@ -50,8 +56,9 @@ _INPUT_WEIGHTS = GROUP * INPUT_TAPS
 
 
 @cuda.jit(device=True, inline="always")
-def _stage_planes(spos, sneg, pos, neg, g, w0, kc):
-    """Copy planes [32 channels of word g][taps][words w0..w0+kc) into shared [o][tap][CHUNK]; 0 past cout."""
+def _stage_planes(spos, sneg, pos, neg, g, w0, kc, binary):
+    """Copy planes [32 channels of word g][taps][words w0..w0+kc) into shared [o][tap][CHUNK]; 0 past cout.
+    A binary layer stages `pos` only."""
     cout, taps, _ = pos.shape
     n = GROUP * taps * kc
     for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
@@ -60,21 +67,22 @@ def _stage_planes(spos, sneg, pos, neg, g, w0, kc):
         k = i % kc
         ch = g * GROUP + o
         j = (o * TAPS3 + tap) * CHUNK + k
-        if ch < cout:
-            spos[j] = pos[ch, tap, w0 + k]
-            sneg[j] = neg[ch, tap, w0 + k]
-        else:
-            spos[j] = uint32(0)
-            sneg[j] = uint32(0)
+        spos[j] = pos[ch, tap, w0 + k] if ch < cout else uint32(0)
+        if not binary:
+            sneg[j] = neg[ch, tap, w0 + k] if ch < cout else uint32(0)
 
 
 @cuda.jit(device=True, inline="always")
-def _accumulate(acc, a, spos, sneg, tap, k, nout):
-    """acc[o] += popc(a ^ neg[o]) - popc(a ^ pos[o]) for the 32 staged channels (one tap, one word)."""
+def _accumulate(acc, a, spos, sneg, tap, k, nout, binary):
+    """For the 32 staged channels (one tap, one word): masked, acc[o] += popc(a ^ neg[o]) - popc(a ^ pos[o]);
+    binary, acc[o] -= 2 popc(a ^ pos[o]) (the dot minus taps x cin, see the module docstring)."""
     for o in range(GROUP):
         if o < nout:
             j = (o * TAPS3 + tap) * CHUNK + k
-            acc[o] += cuda.popc(uint32(a ^ sneg[j])) - cuda.popc(uint32(a ^ spos[j]))  # 32-bit popc: numba widens ^
+            if binary:
+                acc[o] -= 2 * cuda.popc(uint32(a ^ spos[j]))
+            else:  # 32-bit popc: numba widens ^
+                acc[o] += cuda.popc(uint32(a ^ sneg[j])) - cuda.popc(uint32(a ^ spos[j]))
 
 
 @cuda.jit(device=True, inline="always")
@@ -119,11 +127,9 @@ def input_conv_kernel(frames, weight, threshold, out):
     out[n, y, x, g] = word
 
 
-@cuda.jit
-def conv3x3_kernel(x, pos, neg, threshold, out):
+@cuda.jit(device=True, inline="always")
+def _conv3x3(x, pos, neg, threshold, out, spos, sneg, binary):
     """Packed [N,H,W,Cw] x planes [Cout, 9, Cw] -> packed [N,H,W,Cout_w]: 3x3, stride 1, padding bit 0 (-1)."""
-    spos = cuda.shared.array(_STAGED, uint32)
-    sneg = cuda.shared.array(_STAGED, uint32)
     acc = cuda.local.array(GROUP, int32)
     n_img, h, w, cw = x.shape
     g = cuda.blockIdx.y
@@ -135,7 +141,7 @@ def conv3x3_kernel(x, pos, neg, threshold, out):
         acc[o] = 0
     for w0 in range(0, cw, CHUNK):
         kc = min(CHUNK, cw - w0)
-        _stage_planes(spos, sneg, pos, neg, g, w0, kc)
+        _stage_planes(spos, sneg, pos, neg, g, w0, kc, binary)
         cuda.syncthreads()
         if active:
             for tap in range(TAPS3):
@@ -144,20 +150,18 @@ def conv3x3_kernel(x, pos, neg, threshold, out):
                 inside = 0 <= iy < h and 0 <= ix < w
                 for k in range(kc):
                     a = x[n, iy, ix, w0 + k] if inside else uint32(0)
-                    _accumulate(acc, a, spos, sneg, tap, k, nout)
+                    _accumulate(acc, a, spos, sneg, tap, k, nout, binary)
         cuda.syncthreads()  # every thread reaches both barriers: the staging loop is shared work
     if active:
         out[n, y, xx, g] = _pack(acc, threshold, g, nout)
 
 
-@cuda.jit
-def conv_t2x2_kernel(x, pos, neg, threshold, out):
+@cuda.jit(device=True, inline="always")
+def _conv_t2x2(x, pos, neg, threshold, out, spos, sneg, binary):
     """Packed [N,h,w,Cw] x planes [Cout, 4, Cw] -> packed [N,2h,2w,Cout_w]; out (2y+i, 2x+j) uses tap 2i+j.
 
     One thread per *output* pixel: each reads its one input pixel and one tap, so writes stay coalesced.
     """
-    spos = cuda.shared.array(_STAGED, uint32)
-    sneg = cuda.shared.array(_STAGED, uint32)
     acc = cuda.local.array(GROUP, int32)
     n_img, h2, w2, _ = out.shape
     cw = x.shape[3]
@@ -171,14 +175,54 @@ def conv_t2x2_kernel(x, pos, neg, threshold, out):
         acc[o] = 0
     for w0 in range(0, cw, CHUNK):
         kc = min(CHUNK, cw - w0)
-        _stage_planes(spos, sneg, pos, neg, g, w0, kc)
+        _stage_planes(spos, sneg, pos, neg, g, w0, kc, binary)
         cuda.syncthreads()
         if active:
             for k in range(kc):
-                _accumulate(acc, x[n, y // 2, xx // 2, w0 + k], spos, sneg, tap, k, nout)
+                _accumulate(acc, x[n, y // 2, xx // 2, w0 + k], spos, sneg, tap, k, nout, binary)
         cuda.syncthreads()
     if active:
         out[n, y, xx, g] = _pack(acc, threshold, g, nout)
+
+
+# The kernels: each layer form of each conv, with its own shared staging (a binary layer stages half as much).
+# One cuda.shared.array call per line: the simulator tells allocations apart by source line.
+@cuda.jit
+def conv3x3_kernel(x, pos, neg, threshold, out):
+    """Masked 3x3 conv (planes pos and neg, the model's thresholds)."""
+    spos = cuda.shared.array(_STAGED, uint32)
+    sneg = cuda.shared.array(_STAGED, uint32)
+    _conv3x3(x, pos, neg, threshold, out, spos, sneg, False)
+
+
+@cuda.jit
+def conv3x3_binary_kernel(x, pos, threshold, out):
+    """Binary 3x3 conv (plane pos only; thresholds from binary_threshold with 9 taps)."""
+    spos = cuda.shared.array(_STAGED, uint32)
+    _conv3x3(x, pos, pos, threshold, out, spos, spos, True)  # sneg is never read in the binary form
+
+
+@cuda.jit
+def conv_t2x2_kernel(x, pos, neg, threshold, out):
+    """Masked 2x2 stride-2 transposed conv (planes pos and neg, the model's thresholds)."""
+    spos = cuda.shared.array(_STAGED, uint32)
+    sneg = cuda.shared.array(_STAGED, uint32)
+    _conv_t2x2(x, pos, neg, threshold, out, spos, sneg, False)
+
+
+@cuda.jit
+def conv_t2x2_binary_kernel(x, pos, threshold, out):
+    """Binary 2x2 stride-2 transposed conv (plane pos only; thresholds from binary_threshold with 1 tap)."""
+    spos = cuda.shared.array(_STAGED, uint32)
+    _conv_t2x2(x, pos, pos, threshold, out, spos, spos, True)  # sneg is never read in the binary form
+
+
+def binary_threshold(threshold: np.ndarray, taps: int, cin: int) -> np.ndarray:
+    """A binary layer's thresholds for the *_binary kernels: with neg = ~pos on the cin valid bits, the dot over
+    `taps` taps is taps*cin - 2*sum popc(a ^ pos), and those kernels accumulate only the second term, so they
+    compare it with threshold - taps*cin (clipped to int32: the comparison's outcome is unchanged)."""
+    info = np.iinfo(np.int32)
+    return np.clip(threshold.astype(np.int64) - taps * cin, info.min, info.max).astype(np.int32)
 
 
 # Launchers: arrays in, a new device array out, queued on `stream`; `alloc(shape, dtype, stream=)` makes the output
@@ -197,20 +241,30 @@ def input_conv(frames, weight, threshold, stream, alloc=cuda.device_array):
 
 
 def conv3x3(x, pos, neg, threshold, stream, alloc=cuda.device_array):
-    """Launch on `stream`: packed x [N,H,W,Cw], planes [Cout, 9, Cw] -> packed [N,H,W,Cout_w]."""
+    """Launch on `stream`: packed x [N,H,W,Cw], planes [Cout, 9, Cw] -> packed [N,H,W,Cout_w].
+    neg None: a binary layer, `threshold` from binary_threshold(t, 9, cin)."""
     n, h, w, _ = x.shape
     cout = pos.shape[0]
     out = alloc((n, h, w, (cout + 31) // 32), np.uint32, stream=stream)
-    conv3x3_kernel[_grid(n * h * w, cout), THREADS, stream](x, pos, neg, threshold, out)
+    grid = _grid(n * h * w, cout)
+    if neg is None:
+        conv3x3_binary_kernel[grid, THREADS, stream](x, pos, threshold, out)
+    else:
+        conv3x3_kernel[grid, THREADS, stream](x, pos, neg, threshold, out)
     return out
 
 
 def conv_t2x2(x, pos, neg, threshold, stream, alloc=cuda.device_array):
-    """Launch on `stream`: packed x [N,h,w,Cw], planes [Cout, 4, Cw] -> packed [N,2h,2w,Cout_w]."""
+    """Launch on `stream`: packed x [N,h,w,Cw], planes [Cout, 4, Cw] -> packed [N,2h,2w,Cout_w].
+    neg None: a binary layer, `threshold` from binary_threshold(t, 1, cin)."""
     n, h, w, _ = x.shape
     cout = pos.shape[0]
     out = alloc((n, 2 * h, 2 * w, (cout + 31) // 32), np.uint32, stream=stream)
-    conv_t2x2_kernel[_grid(4 * n * h * w, cout), THREADS, stream](x, pos, neg, threshold, out)
+    grid = _grid(4 * n * h * w, cout)
+    if neg is None:
+        conv_t2x2_binary_kernel[grid, THREADS, stream](x, pos, threshold, out)
+    else:
+        conv_t2x2_kernel[grid, THREADS, stream](x, pos, neg, threshold, out)
     return out
 
 
@@ -220,5 +274,7 @@ _PLANES = "uint32[:, :, ::1]"
 SIGNATURES = {
     input_conv_kernel: f"void(uint8[:, :, :, ::1], int32[:, ::1], int32[::1], {_PACKED})",
     conv3x3_kernel: f"void({_PACKED}, {_PLANES}, {_PLANES}, int32[::1], {_PACKED})",
+    conv3x3_binary_kernel: f"void({_PACKED}, {_PLANES}, int32[::1], {_PACKED})",
     conv_t2x2_kernel: f"void({_PACKED}, {_PLANES}, {_PLANES}, int32[::1], {_PACKED})",
+    conv_t2x2_binary_kernel: f"void({_PACKED}, {_PLANES}, int32[::1], {_PACKED})",
 }

@@ -16,7 +16,7 @@ import importlib.util
 import numpy as np
 
 from ..arch import Step, plan
-from ..bits import weight_planes
+from ..bits import is_binary
 from ..errors import ModelFileError
 from ..modelfile import ModelFile, expected_arrays
 from .base import Engine, register_engine
@@ -30,12 +30,6 @@ def tap_major(plane: np.ndarray, word: type) -> np.ndarray:
     return np.ascontiguousarray(merged.reshape(cout, kh * kw, -1).transpose(1, 2, 0))
 
 
-def is_binary(pos: np.ndarray, neg: np.ndarray, step: Step) -> bool:
-    """True when every weight is ±1 on every valid input bit (neg == ~pos there), so the XNOR-like form holds."""
-    valid = weight_planes(np.ones((1, 1, 1, step.cin), np.int8), step.cin_parts)[0][0, 0, 0]
-    return not np.any(pos & neg) and bool(np.all((pos | neg) == valid))
-
-
 def prepare_conv(step: Step, pos: np.ndarray, neg: np.ndarray, threshold: np.ndarray) -> dict[str, object]:
     """Kernel-ready planes and bounds of one conv3x3 / convT2x2 step (keys: pos, neg, threshold)."""
     word = np.uint64 if pos.shape[-1] % 2 == 0 else np.uint32
@@ -43,7 +37,7 @@ def prepare_conv(step: Step, pos: np.ndarray, neg: np.ndarray, threshold: np.nda
     per_tap = per_tap.reshape(pos.shape[0], -1).T  # [taps, Cout]
     const = per_tap.sum(0, keepdims=True) if step.op == "conv3x3" else per_tap
     return {"pos": tap_major(pos, word),
-            "neg": None if is_binary(pos, neg, step) else tap_major(neg, word),
+            "neg": None if is_binary(pos, neg, step.cin, step.cin_parts) else tap_major(neg, word),
             "threshold": np.ascontiguousarray(threshold.astype(np.int64) + const)}
 
 

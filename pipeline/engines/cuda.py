@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..arch import plan
+from ..bits import is_binary
 from ..errors import EngineUnavailable, ModelFileError
 from ..modelfile import ModelFile, expected_arrays
 from .base import Engine, register_engine
@@ -95,15 +96,26 @@ def one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
 
 
-def host_weights(model: ModelFile) -> dict[str, np.ndarray]:
-    """The model's arrays in the kernels' layouts, after checking them against the architecture once."""
+def host_weights(model: ModelFile) -> dict[str, np.ndarray | None]:
+    """The model's arrays in the kernels' layouts, after checking them against the architecture once. A binary
+    layer (every weight ±1, judged from the bits) gets neg None and its thresholds in the binary kernels' form."""
+    from cudakernels.cuda.bitconv import binary_threshold
+
     arrays = model.arrays
     for name, (dtype, shape) in expected_arrays(model.arch).items():
         a = arrays.get(name)
         found = "missing" if a is None else f"{a.dtype}{list(a.shape)}"
         if a is None or str(a.dtype) != dtype or tuple(a.shape) != shape:
             raise ModelFileError(f"engine cuda: array {name} is {found}, the architecture expects {dtype}{list(shape)}")
-    return {name: np.ascontiguousarray(kernel_layout(name, a)) for name, a in arrays.items()}
+    out: dict[str, np.ndarray | None] = {name: np.ascontiguousarray(kernel_layout(name, a))
+                                         for name, a in arrays.items()}
+    for s in plan(model.arch):
+        if s.op in ("conv3x3", "convT2x2") and is_binary(arrays[f"{s.name}.pos"], arrays[f"{s.name}.neg"], s.cin,
+                                                         s.cin_parts):
+            taps = 9 if s.op == "conv3x3" else 1  # a transposed-conv output pixel sees one tap
+            out[f"{s.name}.neg"] = None
+            out[f"{s.name}.threshold"] = binary_threshold(arrays[f"{s.name}.threshold"], taps, s.cin)
+    return out
 
 
 def kernel_layout(name: str, a: np.ndarray) -> np.ndarray:
@@ -146,7 +158,8 @@ class BufferArena:
 class CudaKernels:
     """Kernel set of device launches on one stream (interface: pipeline/engines/program.py).
 
-    The `cout` arguments of the interface are implied by the planes' first axis here.
+    The `cout` arguments of the interface are implied by the planes' first axis here. A conv whose `neg` is None
+    is a binary layer with host_weights' thresholds, and runs the one-popcount kernels.
     """
 
     def __init__(self, stream, alloc) -> None:
@@ -196,7 +209,7 @@ class CudaEngine(Engine):
             compile_kernels()
         self.device = device_description()
         self.stream = cuda.stream()
-        self.weights = {k: cuda.to_device(v, stream=self.stream) for k, v in weights.items()}
+        self.weights = {k: None if v is None else cuda.to_device(v, stream=self.stream) for k, v in weights.items()}
         self.arena = BufferArena()
         self.kernels = CudaKernels(self.stream, self.arena)
         self.steps = plan(model.arch)

@@ -50,17 +50,34 @@ def to_model_input(frame_bgr: np.ndarray, geo: Geometry, out: np.ndarray | None 
     if out is None:
         out = np.empty((ih, iw, 3), np.uint8)
     h, w = geo.y1 - geo.y0, geo.x1 - geo.x0
-    interp = cv2.INTER_AREA if h < frame_bgr.shape[0] else cv2.INTER_LINEAR
     if (h, w) == (ih, iw):
-        cv2.resize(frame_bgr, (iw, ih), dst=out, interpolation=interp)
-        cv2.cvtColor(out, cv2.COLOR_BGR2RGB, dst=out)
+        cv2.cvtColor(resize_frame(frame_bgr, (h, w)), cv2.COLOR_BGR2RGB, dst=out)
         return out
     out[:geo.y0] = 0
     out[geo.y1:] = 0
     out[:, :geo.x0] = 0
     out[:, geo.x1:] = 0
-    out[geo.y0:geo.y1, geo.x0:geo.x1] = cv2.resize(frame_bgr, (w, h), interpolation=interp)[..., ::-1]
+    out[geo.y0:geo.y1, geo.x0:geo.x1] = cv2.cvtColor(resize_frame(frame_bgr, (h, w)), cv2.COLOR_BGR2RGB)
     return out
+
+
+def resize_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` at `size` (height, width): bilinear when the height grows, else area (anti-aliased).
+
+    OpenCV's INTER_AREA is fast only for whole factors (a 2x2 box average) and slow otherwise (1.2-1.7 ms for
+    640x272 -> 192x82, the bulk of the pipeline's preprocess stage at GPU frame rates). So a frame at least twice
+    the target in both axes is first halved on the whole-factor path, then area-resized the rest of the way:
+    0.34 ms here, pixels within about one grey level of the one-step resize on average.
+    """
+    import cv2
+
+    h, w = size
+    if h >= image.shape[0]:
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    while (image.shape[0] >= 2 * h and image.shape[1] >= 2 * w
+           and image.shape[0] % 2 == 0 and image.shape[1] % 2 == 0):
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
 
 
 def mask_to_frame(mask: np.ndarray, geo: Geometry) -> np.ndarray:

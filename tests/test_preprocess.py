@@ -1,10 +1,12 @@
 """Frame <-> model input geometry: letterbox/resize, channel order, and mapping masks back."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from pipeline.preprocess import geometry, mask_to_frame, to_model_input
+from pipeline.preprocess import geometry, mask_to_frame, resize_frame, to_model_input
 
 
 def test_letterbox_geometry_keeps_aspect_and_centres():
@@ -60,3 +62,22 @@ def test_mask_maps_back_onto_the_frame(fit):
     assert (back.astype(bool) == truth).mean() > 0.97
     with pytest.raises(ValueError, match="expected a mask of"):
         mask_to_frame(np.zeros((10, 10), np.uint8), geo)
+
+
+def test_staged_area_resize_stays_close_to_one_step():
+    """The halving step changes pixels by about a grey level; without it the resize is OpenCV's own."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(Path(__file__).resolve().parent.parent / "samples" / "bikes-street.mp4"))
+    ok, frame = cap.read()
+    assert ok and frame.shape == (272, 640, 3)
+    one_step = cv2.resize(frame, (192, 82), interpolation=cv2.INTER_AREA).astype(int)
+    staged = resize_frame(frame, (82, 192)).astype(int)
+    assert staged.shape == one_step.shape and 0 < np.abs(staged - one_step).mean() < 1.5
+    odd = frame[:, :639]  # an odd width has no whole-factor step: exactly OpenCV's INTER_AREA
+    assert np.array_equal(resize_frame(odd, (82, 192)), cv2.resize(odd, (192, 82), interpolation=cv2.INTER_AREA))
+    small = frame[:150, :300]  # under twice the target: one step
+    assert np.array_equal(resize_frame(small, (82, 192)),
+                          cv2.resize(small, (192, 82), interpolation=cv2.INTER_AREA))
+    assert np.array_equal(resize_frame(frame[:40, :90], (82, 192)),
+                          cv2.resize(frame[:40, :90], (192, 82), interpolation=cv2.INTER_LINEAR))

@@ -44,6 +44,7 @@ class BenchRow:
     ms_p5: float | None = None
     ms_p95: float | None = None
     iters: int | None = None  # timed iterations run: --iters, or more to fill --min-seconds
+    load_s: float | None = None  # creating the engine: weights in place, kernels compiled or loaded from a cache
     agree_with_reference: float | None = None
     watts: float | None = None
     joules_per_image: float | None = None
@@ -250,11 +251,13 @@ def bench_engine(name: str, model: ModelFile, frames: np.ndarray, settings: Benc
     if why is not None:
         row.skipped = why
         return row
+    t0 = time.perf_counter()
     try:
         engine = create_engine(name, model)
     except MbunetError as e:  # e.g. a kernel library that does not load: listed with its reason
         row.skipped = str(e)
         return row
+    row.load_s = time.perf_counter() - t0
     try:
         masks, times, energy = time_engine(engine, frames, settings, meter)
     except MbunetError as e:  # e.g. a CUDA graph that cannot be captured: listed with its reason, the rest still run
@@ -301,10 +304,10 @@ def run_bench(model: ModelFile, frames: np.ndarray, engines: list[str], settings
 
 def format_table(rows: list[BenchRow]) -> str:
     """A readable table; skipped engines are listed with their reason under it."""
-    head = ("engine", "img/s", "ms p50", "ms p5", "ms p95", "agree", "W", "J/img", "speedup", "energy x")
+    head = ("engine", "img/s", "ms p50", "ms p5", "ms p95", "agree", "W", "J/img", "speedup", "energy x", "load s")
     keys = ("images_per_s", "ms_median", "ms_p5", "ms_p95", "agree_with_reference", "watts", "joules_per_image",
-            "speedup", "energy_ratio")
-    formats = ("{:.2f}", "{:.2f}", "{:.2f}", "{:.2f}", "{:.4%}", "{:.2f}", "{:.4g}", "{:.2f}", "{:.2f}")
+            "speedup", "energy_ratio", "load_s")
+    formats = ("{:.2f}", "{:.2f}", "{:.2f}", "{:.2f}", "{:.4%}", "{:.2f}", "{:.4g}", "{:.2f}", "{:.2f}", "{:.2f}")
     body = [[r.engine] + ["-" if getattr(r, k) is None else f.format(getattr(r, k)) for k, f in zip(keys, formats)]
             for r in rows if r.skipped is None]
     widths = [max(len(c) for c in col) for col in zip(head, *body)]

@@ -9,6 +9,7 @@ import json
 import time
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from pipeline import bench
@@ -20,7 +21,7 @@ from pipeline.modelfile import save_model
 from pipeline.power import EnergyMeasurement, PowerMeter
 
 ROW_KEYS = {"engine", "batch", "size", "images_per_s", "ms_median", "ms_p5", "ms_p95", "agree_with_reference",
-            "watts", "joules_per_image", "idle_watts", "power_source", "speedup", "energy_ratio", "iters"}
+            "watts", "joules_per_image", "idle_watts", "power_source", "speedup", "energy_ratio", "iters", "load_s"}
 SETTINGS = bench.BenchSettings(batch=2, iters=3, warmup=1, idle_seconds=0, min_seconds=0)
 
 
@@ -176,6 +177,24 @@ def test_unavailable_engine_is_listed_with_reason(tiny, monkeypatch):
     rows, _ = bench.run_bench(tiny, frames, ["nowhere"], SETTINGS, PowerMeter(None, "x"))
     assert rows[0].skipped == "needs a GPU with sm_80 (none here)" and rows[0].images_per_s is None
     assert "nowhere: not run: needs a GPU with sm_80" in bench.format_table(rows)
+
+
+def test_load_time_is_the_engines_start_up(tiny, monkeypatch):
+    class SlowStart(base.Engine):
+        name = "slow-start"
+
+        def load(self, model):
+            self.model = model
+            time.sleep(0.2)  # as kernels compiling
+
+        def segment_bits(self, frames, keep_bits=True):
+            return np.zeros(frames.shape[:3], np.uint8), {}
+
+    monkeypatch.setitem(base._REGISTRY, "slow-start", SlowStart)
+    frames = bench.random_frames(tiny.arch.input_size, 1, seed=0)
+    rows, _ = bench.run_bench(tiny, frames, ["slow-start"], SETTINGS, PowerMeter(None, "x"))
+    assert 0.2 <= rows[0].load_s < 5 and rows[0].ms_median < 100  # the start-up is not in the timed calls
+    assert bench.format_table(rows).splitlines()[0].endswith("load s")
 
 
 def test_an_engine_failing_at_run_time_is_listed_and_the_others_still_run(tiny, monkeypatch):

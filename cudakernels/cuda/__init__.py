@@ -7,6 +7,8 @@
 Every kernel also runs in Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1): no warp intrinsics, popc on uint32
 words only, and device helpers inlined at the IR level (`inline="always"`) so `cuda.compile_ptx` can build every
 kernel on a machine without a GPU. Importing this package does not import numba; the modules do.
+Kernels are jitted with cache=True: numba keeps the compiled code on disk (beside these sources, or under
+NUMBA_CACHE_DIR), per GPU architecture, so a restart (a drone's boot) loads the kernels instead of compiling them.
 """
 from __future__ import annotations
 

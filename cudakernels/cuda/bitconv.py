@@ -95,7 +95,7 @@ def _pack(acc, threshold, g, nout):
     return word
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def input_conv_kernel(frames, weight, threshold, out):
     """uint8 RGB [N,H,W,3] x int32 weight [C, 27] (kh, kw, c) -> packed bits z >= threshold, black padding."""
     sw = cuda.shared.array(_INPUT_WEIGHTS, int32)
@@ -187,7 +187,7 @@ def _conv_t2x2(x, pos, neg, threshold, out, spos, sneg, binary):
 
 # The kernels: each layer form of each conv, with its own shared staging (a binary layer stages half as much).
 # One cuda.shared.array call per line: the simulator tells allocations apart by source line.
-@cuda.jit
+@cuda.jit(cache=True)
 def conv3x3_kernel(x, pos, neg, threshold, out):
     """Masked 3x3 conv (planes pos and neg, the model's thresholds)."""
     spos = cuda.shared.array(_STAGED, uint32)
@@ -195,14 +195,14 @@ def conv3x3_kernel(x, pos, neg, threshold, out):
     _conv3x3(x, pos, neg, threshold, out, spos, sneg, False)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def conv3x3_binary_kernel(x, pos, threshold, out):
     """Binary 3x3 conv (plane pos only; thresholds from binary_threshold with 9 taps)."""
     spos = cuda.shared.array(_STAGED, uint32)
     _conv3x3(x, pos, pos, threshold, out, spos, spos, True)  # sneg is never read in the binary form
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def conv_t2x2_kernel(x, pos, neg, threshold, out):
     """Masked 2x2 stride-2 transposed conv (planes pos and neg, the model's thresholds)."""
     spos = cuda.shared.array(_STAGED, uint32)
@@ -210,7 +210,7 @@ def conv_t2x2_kernel(x, pos, neg, threshold, out):
     _conv_t2x2(x, pos, neg, threshold, out, spos, sneg, False)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def conv_t2x2_binary_kernel(x, pos, threshold, out):
     """Binary 2x2 stride-2 transposed conv (plane pos only; thresholds from binary_threshold with 1 tap)."""
     spos = cuda.shared.array(_STAGED, uint32)

@@ -18,7 +18,7 @@ from numba.cuda import int32, uint32, uint8
 THREADS = 128
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def output_kernel(x, weight, bias, logits, masks):
     """Packed [N,H,W,Cw] x int32 weight [classes, cin] + bias -> logits [N,H,W,classes], masks [N,H,W]."""
     n_img, h, w, _ = x.shape

@@ -15,7 +15,7 @@ from numba import cuda
 THREADS = 256
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def pool_kernel(x, out):
     """Packed [N,2h,2w,Cw] -> [N,h,w,Cw]: max of ±1 values = OR of the four words of each 2x2 block."""
     n_img, h, w, cw = out.shape
@@ -29,7 +29,7 @@ def pool_kernel(x, out):
                         | x[n, 2 * y + 1, 2 * xx, k] | x[n, 2 * y + 1, 2 * xx + 1, k])
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def concat_kernel(skip, up, out):
     """Word-concat (skip, up) along the packed channel axis; each part keeps its own zero-padded words."""
     n_img, h, w, cw = out.shape

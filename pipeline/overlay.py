@@ -25,11 +25,29 @@ def palette_bgr(labels: list[dict]) -> np.ndarray:
     return lut
 
 
-def colour_mask(lut: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """lut[mask] as a BGR image, through cv2.LUT: about 20x faster than numpy's fancy indexing at 640x272."""
+class Scratch:
+    """Working images kept from frame to frame, one per name (remade when the frame size changes): a new
+    frame-sized image costs more than the arithmetic done in it (the overlay at 720p: 4.6 ms allocating, 1.9 ms
+    reusing). Only for images that do not leave the annotator; one annotator runs in one thread."""
+
+    def __init__(self) -> None:
+        self._images: dict[str, np.ndarray] = {}
+
+    def __call__(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        image = self._images.get(name)
+        if image is None or image.shape != shape:
+            image = self._images[name] = np.empty(shape, np.uint8)
+        return image
+
+
+def colour_mask(lut: np.ndarray, mask: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
+    """lut[mask] as a BGR image, through cv2.LUT: about 20x faster than numpy's fancy indexing at 640x272.
+    With `scratch`, the result lives in its image "colour" (overwritten by the next call)."""
     import cv2
 
-    return cv2.LUT(cv2.merge((mask, mask, mask)), lut.reshape(256, 1, 3))
+    shape = (*mask.shape, 3)
+    merged = cv2.merge((mask, mask, mask), dst=scratch("mask3", shape) if scratch else None)
+    return cv2.LUT(merged, lut.reshape(256, 1, 3), dst=scratch("colour", shape) if scratch else None)
 
 
 class Annotator(ABC):
@@ -51,13 +69,17 @@ class OverlayAnnotator(Annotator):
         if not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"overlay alpha must be in [0, 1], got {alpha}")
         self.lut, self.alpha = palette_bgr(labels), alpha
+        self.scratch = Scratch()
 
     def annotate(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import cv2
 
         self.check(frame, mask)
-        blended = cv2.addWeighted(frame, 1.0 - self.alpha, colour_mask(self.lut, mask), self.alpha, 0.0)
-        cv2.copyTo(blended, cv2.compare(mask, 0, cv2.CMP_GT), frame)  # in place, foreground pixels only
+        s = self.scratch
+        blended = cv2.addWeighted(frame, 1.0 - self.alpha, colour_mask(self.lut, mask, s), self.alpha, 0.0,
+                                  dst=s("blended", frame.shape))
+        foreground = cv2.compare(mask, 0, cv2.CMP_GT, dst=s("foreground", mask.shape))
+        cv2.copyTo(blended, foreground, frame)  # in place, foreground pixels only
         return frame
 
 
@@ -98,14 +120,16 @@ class BackgroundAnnotator(Annotator):
         self.mode, self.blur = mode, blur | 1
         self.color = np.array(color[::-1], np.uint8)  # RGB in the config, BGR here
         self._fill = np.empty((0, 0, 3), np.uint8)
+        self.scratch = Scratch()
 
     def annotate(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import cv2
 
         self.check(frame, mask)
-        background = cv2.compare(mask, 0, cv2.CMP_EQ)
+        background = cv2.compare(mask, 0, cv2.CMP_EQ, dst=self.scratch("background", mask.shape))
         if self.mode == "blur":
-            cv2.copyTo(cv2.blur(frame, (self.blur, self.blur)), background, frame)
+            blurred = cv2.blur(frame, (self.blur, self.blur), dst=self.scratch("blurred", frame.shape))
+            cv2.copyTo(blurred, background, frame)
         else:
             if self._fill.shape != frame.shape:  # a frame-sized image of the colour, made once per frame size
                 self._fill = np.broadcast_to(self.color, frame.shape).copy()

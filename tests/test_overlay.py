@@ -83,3 +83,24 @@ def test_bad_settings_and_shapes():
         create_annotator("overlay", LABELS, alpha=1.5)
     with pytest.raises(ValueError, match="same size"):
         create_annotator("overlay", LABELS).annotate(np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4), np.uint8))
+
+
+@pytest.mark.parametrize("style", ["overlay", "blur", "replace"])
+def test_reused_working_images_follow_the_frame_size(scene, style):
+    """One annotator over frames of two sizes gives what a fresh annotator gives for each."""
+    frame, mask = scene
+    big_frame, big_mask = np.tile(frame, (2, 3, 1)), np.tile(mask, (2, 3))
+    reused = create_annotator(style, LABELS, alpha=0.4)
+    for f, m in ((frame, mask), (big_frame, big_mask), (frame[::-1].copy(), mask)):
+        want = create_annotator(style, LABELS, alpha=0.4).annotate(f.copy(), m)
+        assert np.array_equal(reused.annotate(f.copy(), m), want)
+
+
+def test_colour_mask_writes_into_the_scratch_image(scene):
+    from pipeline.overlay import Scratch, colour_mask
+
+    _, mask = scene
+    scratch = Scratch()
+    out = colour_mask(palette_bgr(LABELS), mask, scratch)
+    assert out is scratch("colour", (*mask.shape, 3)) or np.shares_memory(out, scratch("colour", (*mask.shape, 3)))
+    assert np.array_equal(out, colour_mask(palette_bgr(LABELS), mask))  # same pixels as a fresh image

@@ -33,10 +33,12 @@ class Scratch:
     def __init__(self) -> None:
         self._images: dict[str, np.ndarray] = {}
 
-    def __call__(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    def __call__(self, name: str, shape: tuple[int, ...], fill: np.ndarray | None = None) -> np.ndarray:
+        """The image `name` of `shape`; one made now holds `fill` (broadcast) if given, else anything."""
         image = self._images.get(name)
         if image is None or image.shape != shape:
-            image = self._images[name] = np.empty(shape, np.uint8)
+            image = np.empty(shape, np.uint8) if fill is None else np.full(shape, fill, np.uint8)
+            self._images[name] = image
         return image
 
 
@@ -119,7 +121,6 @@ class BackgroundAnnotator(Annotator):
             raise ConfigError(f"background blur kernel must be >= 1 px, got {blur}")
         self.mode, self.blur = mode, blur | 1
         self.color = np.array(color[::-1], np.uint8)  # RGB in the config, BGR here
-        self._fill = np.empty((0, 0, 3), np.uint8)
         self.scratch = Scratch()
 
     def annotate(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -131,9 +132,7 @@ class BackgroundAnnotator(Annotator):
             blurred = cv2.blur(frame, (self.blur, self.blur), dst=self.scratch("blurred", frame.shape))
             cv2.copyTo(blurred, background, frame)
         else:
-            if self._fill.shape != frame.shape:  # a frame-sized image of the colour, made once per frame size
-                self._fill = np.broadcast_to(self.color, frame.shape).copy()
-            cv2.copyTo(self._fill, background, frame)
+            cv2.copyTo(self.scratch("fill", frame.shape, self.color), background, frame)  # only ever read
         return frame
 
 

@@ -16,7 +16,7 @@ from conftest import REPO, random_frames, shipped_bit_models
 from pipeline.arch import Architecture, Step
 from pipeline.bits import is_binary, pack_bits, pack_signs, weight_planes
 from pipeline.engines.base import create_engine
-from pipeline.engines.cpu import CpuKernels, prepare_conv, prepare_weights, tap_major
+from pipeline.engines.cpu import CpuKernels, masked_form, prepare_conv, prepare_weights
 from pipeline.engines.reference import ReferenceKernels
 from pipeline.errors import MbunetError, ModelFileError
 from pipeline.export import ALWAYS_OFF, ALWAYS_ON, random_quantized_model
@@ -89,18 +89,31 @@ def test_conv_matches_reference(cpu, rng, op, n, h, w, cin, cout, masked, parts)
 
 @pytest.mark.parametrize("op", ["conv3x3", "convT2x2"])
 @pytest.mark.parametrize("cin,parts", [(33, ()), (65, ()), (24, (12, 12))])
-def test_binary_form_equals_two_plane_form(cpu, rng, op, cin, parts):
-    """Proof of the one-popcount binary form: the same binary layer through the two-plane (masked) form."""
+def test_binary_form_equals_masked_form(cpu, rng, op, cin, parts):
+    """The two one-popcount forms on the same binary layer: binary (a & sign, A, C) and masked ((a ^ sign) & nz, M)."""
     step, x, pos, neg = _layer(rng, op, 1, 5, 6, cin, 40, False, parts)
     dots = REF.conv3x3_dots(x, pos, neg) if op == "conv3x3" else REF.conv_t2x2_dots(x, pos, neg)
     thr = _tie_thresholds(rng, dots)
     binary, prepared = _run_conv(cpu, step, x, pos, neg, thr)
     assert prepared["neg"] is None
-    word = prepared["pos"].dtype.type
-    kernel = cpu.binconv.conv3x3 if op == "conv3x3" else cpu.binconv.conv_t2x2
-    masked = kernel(x.view(word), prepared["pos"], tap_major(neg, word), prepared["threshold"], True)
-    np.testing.assert_array_equal(binary, masked)
+    masked = masked_form(step, pos, neg, thr)
+    kernel = cpu.conv3x3 if op == "conv3x3" else cpu.conv_t2x2
+    np.testing.assert_array_equal(binary, kernel(x, masked["pos"], masked["neg"], masked["threshold"], step.cout))
     np.testing.assert_array_equal(binary, pack_bits(dots >= thr))
+
+
+def test_masked_form_reads_both_bits_set_as_zero(cpu, rng):
+    """b = pos - neg: a weight with both planes set is 0, in the sign/nonzero planes too (foreign files may do it)."""
+    step, x, pos, neg = _layer(rng, "conv3x3", 1, 4, 5, 40, 12, True)
+    both = rng.integers(0, 2**32, size=pos.shape, dtype=np.uint64).astype(np.uint32) & ~(pos | neg)
+    both &= weight_planes(np.ones((1, 1, 1, 40), np.int8))[0]  # valid bits only
+    pos2, neg2 = pos | both, neg | both
+    dots = REF.conv3x3_dots(x, pos, neg)
+    np.testing.assert_array_equal(REF.conv3x3_dots(x, pos2, neg2), dots)
+    thr = _tie_thresholds(rng, dots)
+    got, prepared = _run_conv(cpu, step, x, pos2, neg2, thr)
+    assert prepared["neg"] is not None
+    np.testing.assert_array_equal(got, pack_bits(dots >= thr))
 
 
 def test_form_choice_needs_every_valid_bit(rng):

@@ -2,21 +2,22 @@
 
 Arrays in (prepared once by the engine), arrays out. Shapes:
   x      uint32 or uint64 [N, H, W, K]   packed ±1 activations (K words; uint64 = two uint32 words, little-endian)
-  pos    same word dtype   [T, K, Cout]  weight bit-planes, tap-major, output channel innermost (vectorised loop)
-  neg    same word dtype   [T, K, Cout]  (binary layers: ignored, pass `pos`)
+  sign   same word dtype   [T, K, Cout]  weight bit-planes, tap-major, output channel innermost (vectorised loop)
+  nz     same word dtype   [T, K, Cout]  masked layers: where the weight is not 0 (binary layers: pass `sign`)
   bound  int64             [G, Cout]     per output group (1 for conv3x3, 4 for the 2x2 transposed conv)
   out    uint32            [N, H', W', ceil(Cout/32)], bits >= Cout are 0.
 
-Maths (a, p, n in {0,1} are one bit of activation, pos and neg; weight b = p - n; activation 2a - 1):
-  (2a-1)(p-n) = 2a(p-n) - (p-n)
-  masked: dot = 2*S - C,        S = sum popc(a & pos) - popc(a & neg),  C = sum popc(pos) - popc(neg)
-  binary: n = ~p on the valid bits, so p - n = 2p - 1 there and 2a(p-n) = 4ap - 2a:
-          dot = 4*S - 2*A - C,  S = sum popc(a & pos),  A = sum popc(a)
-  (A counts only valid bits because bits above the channel count of a packed tensor are always 0.)
-  C runs over every tap of the window, including taps outside the image: there a = 0 (all -1) and the
-  tap's contribution is exactly its share of -C, so S and A simply skip those taps (no padded copy).
-  Hence dot >= t  <=>  2*S >= t + C (masked)  or  4*S - 2*A >= t + C (binary): bound = t + C, the same
-  for both forms. Binary layers need one popcount per (word, output channel), masked layers two.
+Maths (a in {0,1} is one activation bit, activation 2a - 1; weight b = pos - neg in {-1, 0, +1}):
+  binary (n = ~p on the valid bits, so b = 2p - 1 there; sign = pos):
+          dot = 4*S - 2*A - C,  S = sum popc(a & sign),  A = sum popc(a),  C = sum popc(pos) - popc(neg)
+    (A counts only valid bits because bits above the channel count of a packed tensor are always 0.)
+    C runs over every tap of the window, including taps outside the image: there a = 0 (all -1) and the tap's
+    contribution is exactly its share of -C, so S and A simply skip those taps (no padded copy).
+  masked (sign = pos & ~neg, nz = pos ^ neg): where b != 0, (2a-1)*b = +1 if a equals the sign bit, else -1, so
+          dot = M - 2*S,  S = sum popc((a ^ sign) & nz),  M = sum popc(nz)
+    One popcount per (word, output channel), as in the binary form. Taps outside the image have a = 0 and add
+    popc(sign) to S: that per-tap constant is added to the border pixels instead of a popcount.
+  Hence dot >= t  <=>  4*S - 2*A >= t + C (binary)  or  -2*S >= t - M (masked): the engine stores that bound.
 """
 from __future__ import annotations
 
@@ -53,21 +54,33 @@ def _tile_width(width, cout, planes):
 
 
 @njit(inline="always", cache=True)
-def _accumulate(acc, a, pos, neg, tap, k, masked):
+def _accumulate(acc, a, sign, nz, tap, k, masked):
     """acc[o] += this word's share of S for every output channel (the hot, vectorised loop)."""
     if masked:
         for o in range(acc.shape[0]):
-            acc[o] += popcount(a & pos[tap, k, o]) - popcount(a & neg[tap, k, o])
+            acc[o] += popcount((a ^ sign[tap, k, o]) & nz[tap, k, o])
     else:
         for o in range(acc.shape[0]):
-            acc[o] += popcount(a & pos[tap, k, o])
+            acc[o] += popcount(a & sign[tap, k, o])
+
+
+@njit(cache=True)
+def _outside_tap_counts(sign):
+    """[T, Cout] int64: what a tap outside the image (a = 0) adds to the masked form's S, popc(sign) of its words."""
+    taps, nk, cout = sign.shape
+    counts = np.zeros((taps, cout), np.int64)
+    for tap in range(taps):
+        for k in range(nk):
+            for o in range(cout):
+                counts[tap, o] += popcount(sign[tap, k, o])
+    return counts
 
 
 @njit(inline="always", cache=True)
 def _threshold_pack(acc, ones, bound, masked, out_words):
-    """out_words[w] = packed bits (2*S >= bound) or (4*S - 2*A >= bound) of 32 output channels (branch-free)."""
+    """out_words[w] = packed bits (-2*S >= bound) or (4*S - 2*A >= bound) of 32 output channels (branch-free)."""
     cout = acc.shape[0]
-    scale = 2 if masked else 4
+    scale = -2 if masked else 4
     offset = 0 if masked else 2 * ones
     for w in range(out_words.shape[0]):
         word = 0
@@ -77,52 +90,63 @@ def _threshold_pack(acc, ones, bound, masked, out_words):
 
 
 @njit(parallel=True, cache=True)
-def conv3x3(x, pos, neg, bound, masked):
+def conv3x3(x, sign, nz, bound, masked):
     """3x3 stride-1 conv, padding -1 (bit 0); one tile of an output row per parallel iteration."""
     n, h, w, nk = x.shape
-    cout = pos.shape[2]
-    tile = _tile_width(w, cout, pos)
+    cout = sign.shape[2]
+    tile = _tile_width(w, cout, sign)
     tiles = (w + tile - 1) // tile
+    outside = _outside_tap_counts(sign)
     out = np.empty((n, h, w, (cout + 31) // 32), np.uint32)
     for job in prange(n * h * tiles):
         b, y, x0 = job // (h * tiles), (job // tiles) % h, (job % tiles) * tile
         x1 = min(w, x0 + tile)
-        acc = accumulators(tile, cout, pos)
+        acc = accumulators(tile, cout, sign)
         ones = np.zeros(tile, np.int64)
-        for kh in range(max(0, 1 - y), min(3, h + 1 - y)):
+        for kh in range(3):
+            row_inside = 0 <= y + kh - 1 < h
             for kw in range(3):
+                tap = 3 * kh + kw
+                # output columns [lo, hi) read input column col + kw - 1 inside the image
+                lo, hi = (max(x0, 1 - kw), min(x1, w + 1 - kw)) if row_inside else (x1, x1)
                 for k in range(nk):
-                    # output columns whose input column col + kw - 1 is inside the image
-                    for col in range(max(x0, 1 - kw), min(x1, w + 1 - kw)):
+                    for col in range(lo, hi):
                         a = x[b, y + kh - 1, col + kw - 1, k]
-                        ones[col - x0] += popcount(a)
-                        _accumulate(acc[col - x0], a, pos, neg, 3 * kh + kw, k, masked)
+                        if not masked:
+                            ones[col - x0] += popcount(a)
+                        _accumulate(acc[col - x0], a, sign, nz, tap, k, masked)
+                if masked:
+                    for col in range(x0, x1):
+                        if col < lo or col >= hi:
+                            for o in range(cout):
+                                acc[col - x0, o] += outside[tap, o]
         for col in range(x0, x1):
             _threshold_pack(acc[col - x0], ones[col - x0], bound[0], masked, out[b, y, col])
     return out
 
 
 @njit(parallel=True, cache=True)
-def conv_t2x2(x, pos, neg, bound, masked):
+def conv_t2x2(x, sign, nz, bound, masked):
     """2x2 stride-2 transposed conv: input pixel (y, x) gives the output block (2y+i, 2x+j) from tap 2i+j."""
     n, h, w, nk = x.shape
-    cout = pos.shape[2]
-    tile = _tile_width(w, cout, pos)
+    cout = sign.shape[2]
+    tile = _tile_width(w, cout, sign)
     tiles = (w + tile - 1) // tile
     out = np.empty((n, 2 * h, 2 * w, (cout + 31) // 32), np.uint32)
     for job in prange(n * h * tiles):
         b, y, x0 = job // (h * tiles), (job // tiles) % h, (job % tiles) * tile
         x1 = min(w, x0 + tile)
-        acc = accumulators(tile, cout, pos)
+        acc = accumulators(tile, cout, sign)
         ones = np.zeros(tile, np.int64)
-        for col in range(x0, x1):
-            for k in range(nk):
-                ones[col - x0] += popcount(x[b, y, col, k])
+        if not masked:
+            for col in range(x0, x1):
+                for k in range(nk):
+                    ones[col - x0] += popcount(x[b, y, col, k])
         for tap in range(4):
             acc[:] = 0
             for k in range(nk):
                 for col in range(x0, x1):
-                    _accumulate(acc[col - x0], x[b, y, col, k], pos, neg, tap, k, masked)
+                    _accumulate(acc[col - x0], x[b, y, col, k], sign, nz, tap, k, masked)
             for col in range(x0, x1):
                 _threshold_pack(acc[col - x0], ones[col - x0], bound[tap], masked,
                                 out[b, 2 * y + tap // 2, 2 * col + tap % 2])

@@ -2,11 +2,13 @@
 
 load() rewrites every weight array once into the layout its kernel wants, under the model's own names:
   <conv>.pos / .neg   [taps, words, Cout] (output channel innermost, so the popcount loop vectorises), as
-                      uint64 when the word count is even (two little-endian uint32 words keep the bit order);
-                      .neg is None for a layer whose planes are binary (neg = ~pos on every valid bit), which
-                      then runs the one-popcount form; the choice is made from the bits, not the card.
-  <conv>.threshold    int64 bound [groups, Cout] = threshold + C, with C = sum popc(pos) - popc(neg) (see
-                      cudakernels/cpu/binconv.py for the derivation); groups = 1 (3x3) or 4 taps (2x2 transposed).
+                      uint64 when the word count is even (two little-endian uint32 words keep the bit order).
+                      Both forms use one popcount per word and output channel (cudakernels/cpu/binconv.py):
+                      binary layers (neg = ~pos on every valid bit; judged from the bits, not the card) keep
+                      .pos and set .neg None; masked layers hold the sign plane in .pos and the nonzero plane
+                      in .neg.
+  <conv>.threshold    int64 bound [groups, Cout] that the kernel compares with (t + C binary, t - M masked);
+                      groups = 1 (3x3) or 4 taps (2x2 transposed).
   in.0.weight         int32 [9, 3, C];   out.weight = 2*W int32 [classes, Cin];   out.bias = b - sum W.
 """
 from __future__ import annotations
@@ -32,13 +34,38 @@ def tap_major(plane: np.ndarray, word: type) -> np.ndarray:
 
 def prepare_conv(step: Step, pos: np.ndarray, neg: np.ndarray, threshold: np.ndarray) -> dict[str, object]:
     """Kernel-ready planes and bounds of one conv3x3 / convT2x2 step (keys: pos, neg, threshold)."""
-    word = np.uint64 if pos.shape[-1] % 2 == 0 else np.uint32
-    per_tap = (np.bitwise_count(pos).sum(-1, dtype=np.int64) - np.bitwise_count(neg).sum(-1, dtype=np.int64))
-    per_tap = per_tap.reshape(pos.shape[0], -1).T  # [taps, Cout]
-    const = per_tap.sum(0, keepdims=True) if step.op == "conv3x3" else per_tap
-    return {"pos": tap_major(pos, word),
-            "neg": None if is_binary(pos, neg, step.cin, step.cin_parts) else tap_major(neg, word),
-            "threshold": np.ascontiguousarray(threshold.astype(np.int64) + const)}
+    if is_binary(pos, neg, step.cin, step.cin_parts):
+        return binary_form(step, pos, neg, threshold)
+    return masked_form(step, pos, neg, threshold)
+
+
+def _word(planes: np.ndarray) -> type:
+    return np.uint64 if planes.shape[-1] % 2 == 0 else np.uint32
+
+
+def _per_output_group(step: Step, per_tap_counts: np.ndarray) -> np.ndarray:
+    """[Cout, kh, kw] counts -> [groups, Cout]: summed over the window (conv3x3) or one group per tap (convT2x2)."""
+    per_tap = per_tap_counts.reshape(per_tap_counts.shape[0], -1).T.astype(np.int64)
+    return per_tap.sum(0, keepdims=True) if step.op == "conv3x3" else per_tap
+
+
+def binary_form(step: Step, pos: np.ndarray, neg: np.ndarray, threshold: np.ndarray) -> dict[str, object]:
+    """One plane (pos); bound = t + C, C = sum popc(pos) - popc(neg)."""
+    c = _per_output_group(step, np.bitwise_count(pos).sum(-1, dtype=np.int64)
+                          - np.bitwise_count(neg).sum(-1, dtype=np.int64))
+    return {"pos": tap_major(pos, _word(pos)), "neg": None,
+            "threshold": np.ascontiguousarray(threshold.astype(np.int64) + c)}
+
+
+def masked_form(step: Step, pos: np.ndarray, neg: np.ndarray, threshold: np.ndarray) -> dict[str, object]:
+    """Sign and nonzero planes (stored as pos, neg); bound = t - M, M = sum popc(nonzero).
+
+    sign = pos & ~neg and nonzero = pos ^ neg keep b = pos - neg exact even where a file sets both bits (b = 0).
+    """
+    nonzero = pos ^ neg
+    m = _per_output_group(step, np.bitwise_count(nonzero).sum(-1, dtype=np.int64))
+    return {"pos": tap_major(pos & ~neg, _word(pos)), "neg": tap_major(nonzero, _word(pos)),
+            "threshold": np.ascontiguousarray(threshold.astype(np.int64) - m)}
 
 
 def prepare_weights(steps: list[Step], arrays: dict[str, np.ndarray]) -> dict[str, object]:

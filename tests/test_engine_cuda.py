@@ -118,12 +118,16 @@ class TestSimulator:
         assert got.dtype == np.uint32 and np.array_equal(got, want)
         assert 0 < np.count_nonzero(got) and (np.count_nonzero(z >= thr) < z.size)  # a real mix of bits
 
-    def binary_form(self, pos, neg, thr, taps: int, cin: int, parts=()):
-        """A binary layer's arguments for the one-popcount kernels, as the engine prepares them."""
-        from cudakernels.cuda.bitconv import binary_threshold
+    def planes(self, pos, neg, thr, per_tap: bool, binary: bool):
+        """A conv's device arguments in either kernel form, as the engine prepares them (host_weights)."""
+        from numba import cuda
 
-        assert is_binary(pos, neg, cin, parts)
-        return self.dev("c.pos", pos), None, self.dev("c.threshold", binary_threshold(thr, taps, cin))
+        from cudakernels.cuda.bitconv import kernel_planes
+        from pipeline.engines.cuda import kernel_layout
+
+        sign, nonzero, bound = kernel_planes(kernel_layout("c.pos", pos), kernel_layout("c.neg", neg), thr,
+                                             per_tap, binary)
+        return (cuda.to_device(sign), None if nonzero is None else cuda.to_device(nonzero), cuda.to_device(bound))
 
     @pytest.mark.parametrize("n,h,w,cin,cout,masked", [
         (1, 1, 1, 1, 1, False),      # one pixel: every tap but the centre is padding
@@ -140,11 +144,11 @@ class TestSimulator:
         x, (pos, neg) = pack_signs(acts), weight_planes(weights)
         want = REF.conv3x3(x, pos, neg, thr, cout)
         k = self.kernels()
-        got = k.to_host(k.conv3x3(self.dev("x", x), self.dev("c.pos", pos), self.dev("c.neg", neg),
-                                  self.dev("c.threshold", thr), cout))
+        got = k.to_host(k.conv3x3(self.dev("x", x), *self.planes(pos, neg, thr, False, False), cout))
         assert got.shape == (n, h, w, words(cout)) and np.array_equal(got, want)
-        if not masked:  # binary weights: the one-popcount kernel gives the same bits
-            got = k.to_host(k.conv3x3(self.dev("x", x), *self.binary_form(pos, neg, thr, 9, cin), cout))
+        if not masked:  # binary weights: the binary kernel (no nonzero plane) gives the same bits
+            assert is_binary(pos, neg, cin)
+            got = k.to_host(k.conv3x3(self.dev("x", x), *self.planes(pos, neg, thr, False, True), cout))
             assert np.array_equal(got, want)
 
     @pytest.mark.parametrize("n,h,w,cin,cout,masked", [
@@ -159,11 +163,11 @@ class TestSimulator:
         x, (pos, neg) = pack_signs(acts), weight_planes(weights)
         want = REF.conv_t2x2(x, pos, neg, thr, cout)
         k = self.kernels()
-        got = k.to_host(k.conv_t2x2(self.dev("x", x), self.dev("t.pos", pos), self.dev("t.neg", neg),
-                                    self.dev("t.threshold", thr), cout))
+        got = k.to_host(k.conv_t2x2(self.dev("x", x), *self.planes(pos, neg, thr, True, False), cout))
         assert got.shape == (n, 2 * h, 2 * w, words(cout)) and np.array_equal(got, want)
-        if not masked:  # binary weights: the one-popcount kernel (one tap per output pixel) gives the same bits
-            got = k.to_host(k.conv_t2x2(self.dev("x", x), *self.binary_form(pos, neg, thr, 1, cin), cout))
+        if not masked:  # binary weights: the binary kernel (one tap per output pixel) gives the same bits
+            assert is_binary(pos, neg, cin)
+            got = k.to_host(k.conv_t2x2(self.dev("x", x), *self.planes(pos, neg, thr, True, True), cout))
             assert np.array_equal(got, want)
 
     @pytest.mark.parametrize("masked", [True, False])
@@ -180,10 +184,26 @@ class TestSimulator:
         cat = k.concat(self.dev("s", pack_signs(skip)), self.dev("u", pack_signs(up)))
         want_cat = REF.concat(pack_signs(skip), pack_signs(up))
         assert np.array_equal(k.to_host(cat), want_cat)
-        planes = (self.binary_form(pos, neg, thr, 9, sum(parts), parts) if not masked
-                  else (self.dev("c.pos", pos), self.dev("c.neg", neg), self.dev("c.t", thr)))
-        got = k.to_host(k.conv3x3(cat, *planes, 5))
+        assert is_binary(pos, neg, sum(parts), parts) == (not masked)
+        got = k.to_host(k.conv3x3(cat, *self.planes(pos, neg, thr, False, not masked), 5))
         assert np.array_equal(got, REF.conv3x3(want_cat, pos, neg, thr, 5))
+
+    @pytest.mark.parametrize("op", ["conv3x3", "convT2x2"])
+    def test_both_bits_set_is_a_zero_weight(self, op):
+        """b = pos - neg: a file may set both planes' bits for a 0 weight; the sign/nonzero planes keep it 0."""
+        rng = np.random.default_rng(11)
+        taps = 3 if op == "conv3x3" else 2
+        acts, weights = _signs(rng, (1, 2, 3, 40)), _ternary(rng, (6, taps, taps, 40), True)
+        pos, neg = weight_planes(weights)
+        both = rng.integers(0, 2**32, pos.shape, dtype=np.uint64).astype(np.uint32) & ~(pos | neg)
+        both &= weight_planes(np.ones((1, 1, 1, 40), np.int8))[0]  # valid bits only
+        x, conv = pack_signs(acts), (REF.conv3x3 if op == "conv3x3" else REF.conv_t2x2)
+        thr = rng.integers(-6, 7, 6).astype(np.int32)
+        k = self.kernels()
+        launch = k.conv3x3 if op == "conv3x3" else k.conv_t2x2
+        got = k.to_host(launch(self.dev("x", x), *self.planes(pos | both, neg | both, thr, op == "convT2x2", False),
+                               6))
+        assert np.array_equal(got, conv(x, pos, neg, thr, 6))
 
     @pytest.mark.parametrize("n,h,w,cw", [(1, 2, 2, 1), (2, 4, 6, 2)])
     def test_pool(self, n, h, w, cw):
@@ -272,26 +292,33 @@ class TestHost:
         convs = {"conv3x3_kernel", "conv3x3_binary_kernel", "conv_t2x2_kernel", "conv_t2x2_binary_kernel"}
         assert {k.py_func.__name__ for k, _ in kernels} == convs | {
             "input_conv_kernel", "pool_kernel", "concat_kernel", "output_kernel"}
-        popcounts = {}
+        shared_loads = {}
         for kernel, sig in kernels:
             ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
             name = kernel.py_func.__name__
             assert f".target sm_{cc[0]}{cc[1]}" in ptx, name
             if name in convs:
-                # accumulators stay in registers (the 32-channel loop unrolled), weights come from shared memory
-                assert "popc.b32" in ptx and "ld.shared" in ptx and "ld.local" not in ptx, name
-                popcounts[name] = ptx.count("popc.b32")
-        # the binary form really is one popcount per (channel, word) where the masked form has two
+                # accumulators stay in registers (the 32-channel loop unrolled), weights come from shared memory;
+                # one 32-bit POPC per channel and word in both forms (a widened operand would give popc.b64)
+                assert "ld.shared" in ptx and "ld.local" not in ptx and "popc.b64" not in ptx, name
+                assert ptx.count("popc.b32") == 32, name
+                shared_loads[name] = ptx.count("ld.shared")
+        # the masked form reads the nonzero plane as well, the binary form the sign plane alone
         for conv in ("conv3x3", "conv_t2x2"):
-            assert 2 * popcounts[f"{conv}_binary_kernel"] == popcounts[f"{conv}_kernel"], popcounts
+            assert shared_loads[f"{conv}_kernel"] == 2 * shared_loads[f"{conv}_binary_kernel"], shared_loads
 
-    def test_binary_thresholds_keep_every_comparison(self):
-        from cudakernels.cuda.bitconv import binary_threshold
+    def test_bounds_keep_every_comparison(self):
+        from cudakernels.cuda.bitconv import kernel_planes
 
         lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
-        got = binary_threshold(np.array([lo, -5, 0, 7, hi], np.int32), 9, 100)
-        # lo - 900 would wrap to a large positive int32 (never on); clipped it stays always on, as lo was
-        assert got.dtype == np.int32 and got.tolist() == [lo, -905, -900, -893, hi - 900]
+        pos = np.full((5, 9, 4), 0xFFFFFFFF, np.uint32)  # 9 taps x 128 channels, all +1: M = 1152
+        sign, nonzero, bound = kernel_planes(pos, np.zeros_like(pos), np.array([lo, -5, 0, 7, hi], np.int32),
+                                             per_tap=False, binary=True)
+        # lo - 1152 would wrap to a large positive int32 (never on); clipped it stays always on, as lo was
+        assert bound.dtype == np.int32 and bound.tolist() == [lo, -1157, -1152, -1145, hi - 1152]
+        assert nonzero is None and np.array_equal(sign, pos)
+        _, nonzero, bound = kernel_planes(pos, np.zeros_like(pos), np.zeros(5, np.int32), per_tap=True, binary=False)
+        assert bound.shape == (9, 5) and (bound == -128).all() and np.array_equal(nonzero, pos)
 
     def test_graph_engine_says_why_it_cannot_run_here(self):
         from numba import cuda

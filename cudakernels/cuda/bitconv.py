@@ -7,19 +7,21 @@ Thread mapping (the same for all three, DESIGN.md sections 4 and 9):
   bits, which keeps every kernel runnable in Numba's CUDA simulator (it has no warp intrinsics).
 - A block = 128 neighbouring pixels (flattened n, y, x) x the same output word (blockIdx.y). All its threads
   use the same 32 output channels, so the block stages those channels' weights in shared memory, a chunk of
-  CHUNK input words at a time (both planes: 2 x 32 x 9 x 8 words = 18 KiB; binary layers, pos only: 9 KiB), and
-  every weight read in the inner loop is a shared-memory broadcast (all threads read the same address: no bank
-  conflict).
+  CHUNK input words at a time (masked layers, sign and nonzero planes: 2 x 32 x 9 x 8 words = 18 KiB; binary
+  layers, sign only: 9 KiB), and every weight read in the inner loop is a shared-memory broadcast (all threads
+  read the same address: no bank conflict).
 - Input words come from global memory through L1: neighbouring threads read neighbouring pixels, and the
   3x3 window's nine re-reads of a word by nearby threads hit the cache.
-- Dot product in the XOR form (reference.py derives it): dot = sum popc(a ^ neg) - popc(a ^ pos) over taps and
-  words, with a = 0 (all -1) outside the image; popc is taken on uint32 words (the simulator's popc is exact
-  only there). Channel padding bits are 0 in both planes and in `a`, and contribute nothing.
-- Binary layers (every weight ±1: neg = ~pos on the cin valid bits) have kernels of their own that need one
-  POPC instead of two and stage only `pos`: there popc(a ^ neg) = cin_bits - popc(a ^ pos) per word, so
-  dot = taps*cin - 2 sum popc(a ^ pos); they accumulate -2 sum popc(a ^ pos) and compare it with
-  threshold - taps*cin (binary_threshold; taps = 9 for the 3x3 conv, 1 for each transposed-conv output).
-  The engine picks the form per layer from the bits (pipeline.bits.is_binary), as the cpu engine does.
+- One POPC per channel and word, in both layer forms. The host (kernel_planes) turns the file's planes into a
+  sign plane (pos & ~neg) and a nonzero plane (pos ^ neg). Where the weight b = pos - neg is not 0, the
+  product of activation and weight is +1 when the activation bit equals the sign bit and -1 otherwise, so
+  dot = M - 2 sum popc((a ^ sign) & nonzero), with M = sum popc(nonzero) over the taps one output sees. The
+  kernels accumulate -2 sum popc(...) and compare it with threshold - M. Outside the image a = 0 (all -1),
+  which this form counts like any other word. Channel padding bits are 0 in every plane and in `a`.
+  A binary layer (every weight ±1: neg = ~pos on the cin valid bits) has nonzero = every valid bit, so its
+  kernels skip the AND and stage only the sign plane. The engine picks the form per layer from the bits
+  (pipeline.bits.is_binary), as the cpu engine does. popc is taken on uint32 words (the simulator's popc is
+  exact only there).
 - The loop over the 32 channels has a constant trip count so it unrolls and the accumulators stay in registers;
   channels past `cout` (last word of a layer whose width is not a multiple of 32) are skipped by a predicate
   that is uniform across the block, and their output bits stay 0.
@@ -30,12 +32,12 @@ Thread mapping (the same for all three, DESIGN.md sections 4 and 9):
   the driver for the current device's compute capability).
 
 Cost model (an estimate to check with `mbunet bench` on a GPU, not a measurement): per thread, per tap and input
-word, 1 global load, then for each of the 32 channels 2 shared loads (broadcast), 2 XOR, 2 POPC and 2 integer
-adds (binary layers: 1 of each, plus a shift). POPC issues at 16 lanes/clock/SM on sm_75..sm_90, so a warp spends
-about 128 clocks on POPC (64 binary) against about 64 (32) on shared loads: the kernel is POPC-bound, as
-CUDA-core binary convs are; Tensor Cores (engine `bmma`) remove exactly that limit. Ways left open here, each a
-measured change for later: pos/neg could be staged interleaved and read as one 64-bit shared load; a thread could
-produce two pixels' words to halve the weight reads.
+word, 1 global load, then for each of the 32 channels 2 shared loads (broadcast), an XOR, an AND, a POPC and a
+shift-add (binary layers: 1 shared load, no AND). POPC issues at 16 lanes/clock/SM on sm_75..sm_90, so a warp
+spends about 64 clocks on POPC against about 64 (32) on shared loads: POPC and the shared loads bound it, as
+they do CUDA-core binary convs; Tensor Cores (engine `bmma`) remove exactly that limit. Ways left open here, each
+a measured change for later: sign/nonzero could be staged interleaved and read as one 64-bit shared load; a
+thread could produce two pixels' words to halve the weight reads.
 """
 from __future__ import annotations
 
@@ -56,10 +58,10 @@ _INPUT_WEIGHTS = GROUP * INPUT_TAPS
 
 
 @cuda.jit(device=True, inline="always")
-def _stage_planes(spos, sneg, pos, neg, g, w0, kc, binary):
+def _stage_planes(ssign, snz, sign, nonzero, g, w0, kc, binary):
     """Copy planes [32 channels of word g][taps][words w0..w0+kc) into shared [o][tap][CHUNK]; 0 past cout.
-    A binary layer stages `pos` only."""
-    cout, taps, _ = pos.shape
+    A binary layer stages the sign plane only."""
+    cout, taps, _ = sign.shape
     n = GROUP * taps * kc
     for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
         o = i // (taps * kc)
@@ -67,30 +69,30 @@ def _stage_planes(spos, sneg, pos, neg, g, w0, kc, binary):
         k = i % kc
         ch = g * GROUP + o
         j = (o * TAPS3 + tap) * CHUNK + k
-        spos[j] = pos[ch, tap, w0 + k] if ch < cout else uint32(0)
+        ssign[j] = sign[ch, tap, w0 + k] if ch < cout else uint32(0)
         if not binary:
-            sneg[j] = neg[ch, tap, w0 + k] if ch < cout else uint32(0)
+            snz[j] = nonzero[ch, tap, w0 + k] if ch < cout else uint32(0)
 
 
 @cuda.jit(device=True, inline="always")
-def _accumulate(acc, a, spos, sneg, tap, k, nout, binary):
-    """For the 32 staged channels (one tap, one word): masked, acc[o] += popc(a ^ neg[o]) - popc(a ^ pos[o]);
-    binary, acc[o] -= 2 popc(a ^ pos[o]) (the dot minus taps x cin, see the module docstring)."""
+def _accumulate(acc, a, ssign, snz, tap, k, nout, binary):
+    """For the 32 staged channels (one tap, one word): acc[o] -= 2 popc((a ^ sign[o]) & nonzero[o]), the dot
+    minus M (see the module docstring); a binary layer's nonzero plane is every valid bit, so no AND."""
     for o in range(GROUP):
         if o < nout:
             j = (o * TAPS3 + tap) * CHUNK + k
-            if binary:
-                acc[o] -= 2 * cuda.popc(uint32(a ^ spos[j]))
-            else:  # 32-bit popc: numba widens ^
-                acc[o] += cuda.popc(uint32(a ^ sneg[j])) - cuda.popc(uint32(a ^ spos[j]))
+            differ = uint32(a ^ ssign[j])  # 32-bit popc: numba widens ^ and &
+            if not binary:
+                differ = uint32(differ & snz[j])
+            acc[o] -= 2 * cuda.popc(differ)
 
 
 @cuda.jit(device=True, inline="always")
-def _pack(acc, threshold, g, nout):
-    """Threshold the 32 sums of output word g and pack them: bit o = acc[o] >= threshold[32 g + o]."""
+def _pack(acc, bound, g, nout):
+    """Compare the 32 sums of output word g with their bounds and pack them: bit o = acc[o] >= bound[32 g + o]."""
     word = uint32(0)
     for o in range(GROUP):
-        if o < nout and acc[o] >= threshold[g * GROUP + o]:
+        if o < nout and acc[o] >= bound[g * GROUP + o]:
             word |= uint32(1) << uint32(o)
     return word
 
@@ -128,12 +130,13 @@ def input_conv_kernel(frames, weight, threshold, out):
 
 
 @cuda.jit(device=True, inline="always")
-def _conv3x3(x, pos, neg, threshold, out, spos, sneg, binary):
-    """Packed [N,H,W,Cw] x planes [Cout, 9, Cw] -> packed [N,H,W,Cout_w]: 3x3, stride 1, padding bit 0 (-1)."""
+def _conv3x3(x, sign, nonzero, bound, out, ssign, snz, binary):
+    """Packed [N,H,W,Cw] x planes [Cout, 9, Cw] -> packed [N,H,W,Cout_w]: 3x3, stride 1, padding bit 0 (-1).
+    bound [Cout] = threshold - M over the 9 taps."""
     acc = cuda.local.array(GROUP, int32)
     n_img, h, w, cw = x.shape
     g = cuda.blockIdx.y
-    nout = min(GROUP, pos.shape[0] - g * GROUP)
+    nout = min(GROUP, sign.shape[0] - g * GROUP)
     p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     active = p < n_img * h * w
     n, y, xx = p // (h * w), (p // w) % h, p % w
@@ -141,7 +144,7 @@ def _conv3x3(x, pos, neg, threshold, out, spos, sneg, binary):
         acc[o] = 0
     for w0 in range(0, cw, CHUNK):
         kc = min(CHUNK, cw - w0)
-        _stage_planes(spos, sneg, pos, neg, g, w0, kc, binary)
+        _stage_planes(ssign, snz, sign, nonzero, g, w0, kc, binary)
         cuda.syncthreads()
         if active:
             for tap in range(TAPS3):
@@ -150,15 +153,16 @@ def _conv3x3(x, pos, neg, threshold, out, spos, sneg, binary):
                 inside = 0 <= iy < h and 0 <= ix < w
                 for k in range(kc):
                     a = x[n, iy, ix, w0 + k] if inside else uint32(0)
-                    _accumulate(acc, a, spos, sneg, tap, k, nout, binary)
+                    _accumulate(acc, a, ssign, snz, tap, k, nout, binary)
         cuda.syncthreads()  # every thread reaches both barriers: the staging loop is shared work
     if active:
-        out[n, y, xx, g] = _pack(acc, threshold, g, nout)
+        out[n, y, xx, g] = _pack(acc, bound, g, nout)
 
 
 @cuda.jit(device=True, inline="always")
-def _conv_t2x2(x, pos, neg, threshold, out, spos, sneg, binary):
+def _conv_t2x2(x, sign, nonzero, bound, out, ssign, snz, binary):
     """Packed [N,h,w,Cw] x planes [Cout, 4, Cw] -> packed [N,2h,2w,Cout_w]; out (2y+i, 2x+j) uses tap 2i+j.
+    bound [4, Cout] = threshold - M of each tap.
 
     One thread per *output* pixel: each reads its one input pixel and one tap, so writes stay coalesced.
     """
@@ -166,7 +170,7 @@ def _conv_t2x2(x, pos, neg, threshold, out, spos, sneg, binary):
     n_img, h2, w2, _ = out.shape
     cw = x.shape[3]
     g = cuda.blockIdx.y
-    nout = min(GROUP, pos.shape[0] - g * GROUP)
+    nout = min(GROUP, sign.shape[0] - g * GROUP)
     p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     active = p < n_img * h2 * w2
     n, y, xx = p // (h2 * w2), (p // w2) % h2, p % w2
@@ -175,54 +179,65 @@ def _conv_t2x2(x, pos, neg, threshold, out, spos, sneg, binary):
         acc[o] = 0
     for w0 in range(0, cw, CHUNK):
         kc = min(CHUNK, cw - w0)
-        _stage_planes(spos, sneg, pos, neg, g, w0, kc, binary)
+        _stage_planes(ssign, snz, sign, nonzero, g, w0, kc, binary)
         cuda.syncthreads()
         if active:
             for k in range(kc):
-                _accumulate(acc, x[n, y // 2, xx // 2, w0 + k], spos, sneg, tap, k, nout, binary)
+                _accumulate(acc, x[n, y // 2, xx // 2, w0 + k], ssign, snz, tap, k, nout, binary)
         cuda.syncthreads()
     if active:
-        out[n, y, xx, g] = _pack(acc, threshold, g, nout)
+        out[n, y, xx, g] = _pack(acc, bound[tap], g, nout)
 
 
 # The kernels: each layer form of each conv, with its own shared staging (a binary layer stages half as much).
 # One cuda.shared.array call per line: the simulator tells allocations apart by source line.
 @cuda.jit(cache=True)
-def conv3x3_kernel(x, pos, neg, threshold, out):
-    """Masked 3x3 conv (planes pos and neg, the model's thresholds)."""
-    spos = cuda.shared.array(_STAGED, uint32)
-    sneg = cuda.shared.array(_STAGED, uint32)
-    _conv3x3(x, pos, neg, threshold, out, spos, sneg, False)
+def conv3x3_kernel(x, sign, nonzero, bound, out):
+    """Masked 3x3 conv (sign and nonzero planes, bounds from kernel_planes)."""
+    ssign = cuda.shared.array(_STAGED, uint32)
+    snz = cuda.shared.array(_STAGED, uint32)
+    _conv3x3(x, sign, nonzero, bound, out, ssign, snz, False)
 
 
 @cuda.jit(cache=True)
-def conv3x3_binary_kernel(x, pos, threshold, out):
-    """Binary 3x3 conv (plane pos only; thresholds from binary_threshold with 9 taps)."""
-    spos = cuda.shared.array(_STAGED, uint32)
-    _conv3x3(x, pos, pos, threshold, out, spos, spos, True)  # sneg is never read in the binary form
+def conv3x3_binary_kernel(x, sign, bound, out):
+    """Binary 3x3 conv (sign plane only, bounds from kernel_planes)."""
+    ssign = cuda.shared.array(_STAGED, uint32)
+    _conv3x3(x, sign, sign, bound, out, ssign, ssign, True)  # snz is never read in the binary form
 
 
 @cuda.jit(cache=True)
-def conv_t2x2_kernel(x, pos, neg, threshold, out):
-    """Masked 2x2 stride-2 transposed conv (planes pos and neg, the model's thresholds)."""
-    spos = cuda.shared.array(_STAGED, uint32)
-    sneg = cuda.shared.array(_STAGED, uint32)
-    _conv_t2x2(x, pos, neg, threshold, out, spos, sneg, False)
+def conv_t2x2_kernel(x, sign, nonzero, bound, out):
+    """Masked 2x2 stride-2 transposed conv (sign and nonzero planes, per-tap bounds from kernel_planes)."""
+    ssign = cuda.shared.array(_STAGED, uint32)
+    snz = cuda.shared.array(_STAGED, uint32)
+    _conv_t2x2(x, sign, nonzero, bound, out, ssign, snz, False)
 
 
 @cuda.jit(cache=True)
-def conv_t2x2_binary_kernel(x, pos, threshold, out):
-    """Binary 2x2 stride-2 transposed conv (plane pos only; thresholds from binary_threshold with 1 tap)."""
-    spos = cuda.shared.array(_STAGED, uint32)
-    _conv_t2x2(x, pos, pos, threshold, out, spos, spos, True)  # sneg is never read in the binary form
+def conv_t2x2_binary_kernel(x, sign, bound, out):
+    """Binary 2x2 stride-2 transposed conv (sign plane only, per-tap bounds from kernel_planes)."""
+    ssign = cuda.shared.array(_STAGED, uint32)
+    _conv_t2x2(x, sign, sign, bound, out, ssign, ssign, True)  # snz is never read in the binary form
 
 
-def binary_threshold(threshold: np.ndarray, taps: int, cin: int) -> np.ndarray:
-    """A binary layer's thresholds for the *_binary kernels: with neg = ~pos on the cin valid bits, the dot over
-    `taps` taps is taps*cin - 2*sum popc(a ^ pos), and those kernels accumulate only the second term, so they
-    compare it with threshold - taps*cin (clipped to int32: the comparison's outcome is unchanged)."""
+def kernel_planes(pos: np.ndarray, neg: np.ndarray, threshold: np.ndarray, per_tap: bool,
+                  binary: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Host planes [Cout, taps, Cw] and thresholds [Cout] -> the conv kernels' (sign, nonzero, bound).
+
+    sign = pos & ~neg and nonzero = pos ^ neg keep b = pos - neg exact even where a file sets both bits. bound =
+    threshold - M, M = sum popc(nonzero) over the taps one output sees: all of them (conv3x3, bound [Cout]) or
+    its own tap (per_tap, the transposed conv: bound [taps, Cout]). Clipped to int32, which keeps every
+    comparison's outcome (a sum stays within [-2M, 0]). A binary layer's nonzero plane is every valid bit, which
+    its kernels do not need: None.
+    """
+    nonzero = pos ^ neg
+    counts = np.bitwise_count(nonzero).sum(-1, dtype=np.int64)  # [Cout, taps]
+    m = counts.T if per_tap else counts.sum(1)
     info = np.iinfo(np.int32)
-    return np.clip(threshold.astype(np.int64) - taps * cin, info.min, info.max).astype(np.int32)
+    bound = np.clip(threshold.astype(np.int64) - m, info.min, info.max).astype(np.int32)
+    return (np.ascontiguousarray(pos & ~neg), None if binary else np.ascontiguousarray(nonzero),
+            np.ascontiguousarray(bound))
 
 
 # Launchers: arrays in, a new device array out, queued on `stream`; `alloc(shape, dtype, stream=)` makes the output
@@ -240,31 +255,31 @@ def input_conv(frames, weight, threshold, stream, alloc=cuda.device_array):
     return out
 
 
-def conv3x3(x, pos, neg, threshold, stream, alloc=cuda.device_array):
-    """Launch on `stream`: packed x [N,H,W,Cw], planes [Cout, 9, Cw] -> packed [N,H,W,Cout_w].
-    neg None: a binary layer, `threshold` from binary_threshold(t, 9, cin)."""
+def conv3x3(x, sign, nonzero, bound, stream, alloc=cuda.device_array):
+    """Launch on `stream`: packed x [N,H,W,Cw], (sign, nonzero, bound) from kernel_planes -> packed [N,H,W,Cout_w].
+    nonzero None: a binary layer."""
     n, h, w, _ = x.shape
-    cout = pos.shape[0]
+    cout = sign.shape[0]
     out = alloc((n, h, w, (cout + 31) // 32), np.uint32, stream=stream)
     grid = _grid(n * h * w, cout)
-    if neg is None:
-        conv3x3_binary_kernel[grid, THREADS, stream](x, pos, threshold, out)
+    if nonzero is None:
+        conv3x3_binary_kernel[grid, THREADS, stream](x, sign, bound, out)
     else:
-        conv3x3_kernel[grid, THREADS, stream](x, pos, neg, threshold, out)
+        conv3x3_kernel[grid, THREADS, stream](x, sign, nonzero, bound, out)
     return out
 
 
-def conv_t2x2(x, pos, neg, threshold, stream, alloc=cuda.device_array):
-    """Launch on `stream`: packed x [N,h,w,Cw], planes [Cout, 4, Cw] -> packed [N,2h,2w,Cout_w].
-    neg None: a binary layer, `threshold` from binary_threshold(t, 1, cin)."""
+def conv_t2x2(x, sign, nonzero, bound, stream, alloc=cuda.device_array):
+    """Launch on `stream`: packed x [N,h,w,Cw], (sign, nonzero, bound) from kernel_planes(per_tap=True) ->
+    packed [N,2h,2w,Cout_w]. nonzero None: a binary layer."""
     n, h, w, _ = x.shape
-    cout = pos.shape[0]
+    cout = sign.shape[0]
     out = alloc((n, 2 * h, 2 * w, (cout + 31) // 32), np.uint32, stream=stream)
     grid = _grid(4 * n * h * w, cout)
-    if neg is None:
-        conv_t2x2_binary_kernel[grid, THREADS, stream](x, pos, threshold, out)
+    if nonzero is None:
+        conv_t2x2_binary_kernel[grid, THREADS, stream](x, sign, bound, out)
     else:
-        conv_t2x2_kernel[grid, THREADS, stream](x, pos, neg, threshold, out)
+        conv_t2x2_kernel[grid, THREADS, stream](x, sign, nonzero, bound, out)
     return out
 
 
@@ -275,6 +290,6 @@ SIGNATURES = {
     input_conv_kernel: f"void(uint8[:, :, :, ::1], int32[:, ::1], int32[::1], {_PACKED})",
     conv3x3_kernel: f"void({_PACKED}, {_PLANES}, {_PLANES}, int32[::1], {_PACKED})",
     conv3x3_binary_kernel: f"void({_PACKED}, {_PLANES}, int32[::1], {_PACKED})",
-    conv_t2x2_kernel: f"void({_PACKED}, {_PLANES}, {_PLANES}, int32[::1], {_PACKED})",
-    conv_t2x2_binary_kernel: f"void({_PACKED}, {_PLANES}, int32[::1], {_PACKED})",
+    conv_t2x2_kernel: f"void({_PACKED}, {_PLANES}, {_PLANES}, int32[:, ::1], {_PACKED})",
+    conv_t2x2_binary_kernel: f"void({_PACKED}, {_PLANES}, int32[:, ::1], {_PACKED})",
 }

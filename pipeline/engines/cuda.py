@@ -5,7 +5,8 @@ queued on one stream (no host synchronisation between layers; every tensor lives
 after batch, so steady-state batches allocate and free nothing), and only the uint8 masks come back.
 Normalisation is folded into the input conv's integer weights, so the frames need no pre-processing kernel of
 their own; the mask is formed on the device by the output head. Weights are uploaded once in load(), the conv
-planes reshaped to [Cout, taps, Cin_words], and every kernel is compiled for the GPU there too.
+planes reshaped to [Cout, taps, Cin_words] and turned into sign/nonzero planes (one popcount per word and
+channel, see cudakernels/cuda/bitconv.py), and every kernel is compiled for the GPU there too.
 
 With NUMBA_ENABLE_CUDASIM=1 (set before numba.cuda is first imported) the same kernels run in Numba's CUDA
 simulator on the CPU; the engine then reports itself as "cuda (simulator)". It is only useful for tests:
@@ -97,9 +98,10 @@ def one_line(e: BaseException) -> str:
 
 
 def host_weights(model: ModelFile) -> dict[str, np.ndarray | None]:
-    """The model's arrays in the kernels' layouts, after checking them against the architecture once. A binary
-    layer (every weight ±1, judged from the bits) gets neg None and its thresholds in the binary kernels' form."""
-    from cudakernels.cuda.bitconv import binary_threshold
+    """The model's arrays in the kernels' layouts, after checking them against the architecture once. Each conv's
+    pos/neg/threshold become the kernels' sign plane, nonzero plane (None for a binary layer, judged from the
+    bits) and bound, under the same names (cudakernels.cuda.bitconv.kernel_planes)."""
+    from cudakernels.cuda.bitconv import kernel_planes
 
     arrays = model.arrays
     for name, (dtype, shape) in expected_arrays(model.arch).items():
@@ -110,11 +112,11 @@ def host_weights(model: ModelFile) -> dict[str, np.ndarray | None]:
     out: dict[str, np.ndarray | None] = {name: np.ascontiguousarray(kernel_layout(name, a))
                                          for name, a in arrays.items()}
     for s in plan(model.arch):
-        if s.op in ("conv3x3", "convT2x2") and is_binary(arrays[f"{s.name}.pos"], arrays[f"{s.name}.neg"], s.cin,
-                                                         s.cin_parts):
-            taps = 9 if s.op == "conv3x3" else 1  # a transposed-conv output pixel sees one tap
-            out[f"{s.name}.neg"] = None
-            out[f"{s.name}.threshold"] = binary_threshold(arrays[f"{s.name}.threshold"], taps, s.cin)
+        if s.op in ("conv3x3", "convT2x2"):
+            names = [f"{s.name}.{suffix}" for suffix in ("pos", "neg", "threshold")]
+            binary = is_binary(arrays[names[0]], arrays[names[1]], s.cin, s.cin_parts)
+            out.update(zip(names, kernel_planes(out[names[0]], out[names[1]], out[names[2]],
+                                                per_tap=s.op == "convT2x2", binary=binary)))
     return out
 
 
@@ -158,8 +160,9 @@ class BufferArena:
 class CudaKernels:
     """Kernel set of device launches on one stream (interface: pipeline/engines/program.py).
 
-    The `cout` arguments of the interface are implied by the planes' first axis here. A conv whose `neg` is None
-    is a binary layer with host_weights' thresholds, and runs the one-popcount kernels.
+    The `cout` arguments of the interface are implied by the planes' first axis here. A conv's pos/neg/threshold
+    are host_weights' sign plane, nonzero plane and bound; a `neg` of None is a binary layer, whose kernels skip
+    the nonzero plane.
     """
 
     def __init__(self, stream, alloc) -> None:

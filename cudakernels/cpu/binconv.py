@@ -96,7 +96,7 @@ def conv3x3(x, sign, nz, bound, masked):
     cout = sign.shape[2]
     tile = _tile_width(w, cout, sign)
     tiles = (w + tile - 1) // tile
-    outside = _outside_tap_counts(sign)
+    outside = _outside_tap_counts(sign) if masked else np.zeros((0, 0), np.int64)
     out = np.empty((n, h, w, (cout + 31) // 32), np.uint32)
     for job in prange(n * h * tiles):
         b, y, x0 = job // (h * tiles), (job // tiles) % h, (job % tiles) * tile

@@ -63,6 +63,13 @@ def is_binary(pos: np.ndarray, neg: np.ndarray, cin: int, cin_parts: tuple[int, 
     return not np.any(pos & neg) and bool(np.all((pos | neg) == valid))
 
 
+def sign_and_nonzero(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The planes of the one-popcount masked form, dot = popc(nonzero) - 2 popc((a ^ sign) & nonzero): where the
+    weight b = pos - neg is not 0, activation x weight is +1 exactly when the activation bit equals the sign bit.
+    pos & ~neg and pos ^ neg keep b exact even where a file sets both bits (b = 0)."""
+    return pos & ~neg, pos ^ neg
+
+
 def planes_to_weights(pos: np.ndarray, neg: np.ndarray, cin: int, cin_parts: tuple[int, ...] = ()) -> np.ndarray:
     """Inverse of weight_planes: int8 {-1,0,+1} weights [..., cin] in logical channel order."""
     out, word = [], 0

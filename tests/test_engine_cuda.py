@@ -122,8 +122,7 @@ class TestSimulator:
         """A conv's device arguments in either kernel form, as the engine prepares them (host_weights)."""
         from numba import cuda
 
-        from cudakernels.cuda.bitconv import kernel_planes
-        from pipeline.engines.cuda import kernel_layout
+        from pipeline.engines.cuda import kernel_layout, kernel_planes
 
         sign, nonzero, bound = kernel_planes(kernel_layout("c.pos", pos), kernel_layout("c.neg", neg), thr,
                                              per_tap, binary)
@@ -308,7 +307,7 @@ class TestHost:
             assert shared_loads[f"{conv}_kernel"] == 2 * shared_loads[f"{conv}_binary_kernel"], shared_loads
 
     def test_bounds_keep_every_comparison(self):
-        from cudakernels.cuda.bitconv import kernel_planes
+        from pipeline.engines.cuda import kernel_planes
 
         lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
         pos = np.full((5, 9, 4), 0xFFFFFFFF, np.uint32)  # 9 taps x 128 channels, all +1: M = 1152

@@ -12,9 +12,9 @@ Thread mapping (the same for all three, DESIGN.md sections 4 and 9):
   read the same address: no bank conflict).
 - Input words come from global memory through L1: neighbouring threads read neighbouring pixels, and the
   3x3 window's nine re-reads of a word by nearby threads hit the cache.
-- One POPC per channel and word, in both layer forms. The host (kernel_planes) turns the file's planes into a
-  sign plane (pos & ~neg) and a nonzero plane (pos ^ neg). Where the weight b = pos - neg is not 0, the
-  product of activation and weight is +1 when the activation bit equals the sign bit and -1 otherwise, so
+- One POPC per channel and word, in both layer forms. The host (pipeline.engines.cuda.kernel_planes) turns the
+  file's planes into a sign plane (pos & ~neg) and a nonzero plane (pos ^ neg). Where the weight b = pos - neg is
+  not 0, activation x weight is +1 when the activation bit equals the sign bit and -1 otherwise, so
   dot = M - 2 sum popc((a ^ sign) & nonzero), with M = sum popc(nonzero) over the taps one output sees. The
   kernels accumulate -2 sum popc(...) and compare it with threshold - M. Outside the image a = 0 (all -1),
   which this form counts like any other word. Channel padding bits are 0 in every plane and in `a`.
@@ -193,7 +193,7 @@ def _conv_t2x2(x, sign, nonzero, bound, out, ssign, snz, binary):
 # One cuda.shared.array call per line: the simulator tells allocations apart by source line.
 @cuda.jit(cache=True)
 def conv3x3_kernel(x, sign, nonzero, bound, out):
-    """Masked 3x3 conv (sign and nonzero planes, bounds from kernel_planes)."""
+    """Masked 3x3 conv (sign and nonzero planes, bounds from the engine's kernel_planes)."""
     ssign = cuda.shared.array(_STAGED, uint32)
     snz = cuda.shared.array(_STAGED, uint32)
     _conv3x3(x, sign, nonzero, bound, out, ssign, snz, False)
@@ -219,25 +219,6 @@ def conv_t2x2_binary_kernel(x, sign, bound, out):
     """Binary 2x2 stride-2 transposed conv (sign plane only, per-tap bounds from kernel_planes)."""
     ssign = cuda.shared.array(_STAGED, uint32)
     _conv_t2x2(x, sign, sign, bound, out, ssign, ssign, True)  # snz is never read in the binary form
-
-
-def kernel_planes(pos: np.ndarray, neg: np.ndarray, threshold: np.ndarray, per_tap: bool,
-                  binary: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Host planes [Cout, taps, Cw] and thresholds [Cout] -> the conv kernels' (sign, nonzero, bound).
-
-    sign = pos & ~neg and nonzero = pos ^ neg keep b = pos - neg exact even where a file sets both bits. bound =
-    threshold - M, M = sum popc(nonzero) over the taps one output sees: all of them (conv3x3, bound [Cout]) or
-    its own tap (per_tap, the transposed conv: bound [taps, Cout]). Clipped to int32, which keeps every
-    comparison's outcome (a sum stays within [-2M, 0]). A binary layer's nonzero plane is every valid bit, which
-    its kernels do not need: None.
-    """
-    nonzero = pos ^ neg
-    counts = np.bitwise_count(nonzero).sum(-1, dtype=np.int64)  # [Cout, taps]
-    m = counts.T if per_tap else counts.sum(1)
-    info = np.iinfo(np.int32)
-    bound = np.clip(threshold.astype(np.int64) - m, info.min, info.max).astype(np.int32)
-    return (np.ascontiguousarray(pos & ~neg), None if binary else np.ascontiguousarray(nonzero),
-            np.ascontiguousarray(bound))
 
 
 # Launchers: arrays in, a new device array out, queued on `stream`; `alloc(shape, dtype, stream=)` makes the output

@@ -18,7 +18,7 @@ import importlib.util
 import numpy as np
 
 from ..arch import Step, plan
-from ..bits import is_binary
+from ..bits import is_binary, sign_and_nonzero
 from ..errors import ModelFileError
 from ..modelfile import ModelFile, expected_arrays
 from .base import Engine, register_engine
@@ -58,13 +58,11 @@ def binary_form(step: Step, pos: np.ndarray, neg: np.ndarray, threshold: np.ndar
 
 
 def masked_form(step: Step, pos: np.ndarray, neg: np.ndarray, threshold: np.ndarray) -> dict[str, object]:
-    """Sign and nonzero planes (stored as pos, neg); bound = t - M, M = sum popc(nonzero).
-
-    sign = pos & ~neg and nonzero = pos ^ neg keep b = pos - neg exact even where a file sets both bits (b = 0).
-    """
-    nonzero = pos ^ neg
+    """Sign and nonzero planes (pipeline.bits.sign_and_nonzero, stored as pos, neg); bound = t - M,
+    M = sum popc(nonzero)."""
+    sign, nonzero = sign_and_nonzero(pos, neg)
     m = _per_output_group(step, np.bitwise_count(nonzero).sum(-1, dtype=np.int64))
-    return {"pos": tap_major(pos & ~neg, _word(pos)), "neg": tap_major(nonzero, _word(pos)),
+    return {"pos": tap_major(sign, _word(pos)), "neg": tap_major(nonzero, _word(pos)),
             "threshold": np.ascontiguousarray(threshold.astype(np.int64) - m)}
 
 

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..arch import plan
-from ..bits import is_binary
+from ..bits import is_binary, sign_and_nonzero
 from ..errors import EngineUnavailable, ModelFileError
 from ..modelfile import ModelFile, expected_arrays
 from .base import Engine, register_engine
@@ -100,9 +100,7 @@ def one_line(e: BaseException) -> str:
 def host_weights(model: ModelFile) -> dict[str, np.ndarray | None]:
     """The model's arrays in the kernels' layouts, after checking them against the architecture once. Each conv's
     pos/neg/threshold become the kernels' sign plane, nonzero plane (None for a binary layer, judged from the
-    bits) and bound, under the same names (cudakernels.cuda.bitconv.kernel_planes)."""
-    from cudakernels.cuda.bitconv import kernel_planes
-
+    bits) and bound, under the same names (kernel_planes)."""
     arrays = model.arrays
     for name, (dtype, shape) in expected_arrays(model.arch).items():
         a = arrays.get(name)
@@ -118,6 +116,24 @@ def host_weights(model: ModelFile) -> dict[str, np.ndarray | None]:
             out.update(zip(names, kernel_planes(out[names[0]], out[names[1]], out[names[2]],
                                                 per_tap=s.op == "convT2x2", binary=binary)))
     return out
+
+
+def kernel_planes(pos: np.ndarray, neg: np.ndarray, threshold: np.ndarray, per_tap: bool,
+                  binary: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Host planes [Cout, taps, Cw] and thresholds [Cout] -> the conv kernels' (sign, nonzero, bound).
+
+    bound = threshold - M, M = sum popc(nonzero) over the taps one output sees: all of them (conv3x3, bound
+    [Cout]) or its own tap (per_tap, the transposed conv: bound [taps, Cout]). Clipped to int32, which keeps every
+    comparison's outcome (a sum stays within [-2M, 0]). A binary layer's nonzero plane is every valid bit, which
+    its kernels do not need: None.
+    """
+    sign, nonzero = sign_and_nonzero(pos, neg)
+    counts = np.bitwise_count(nonzero).sum(-1, dtype=np.int64)  # [Cout, taps]
+    m = counts.T if per_tap else counts.sum(1)
+    info = np.iinfo(np.int32)
+    bound = np.clip(threshold.astype(np.int64) - m, info.min, info.max).astype(np.int32)
+    return (np.ascontiguousarray(sign), None if binary else np.ascontiguousarray(nonzero),
+            np.ascontiguousarray(bound))
 
 
 def kernel_layout(name: str, a: np.ndarray) -> np.ndarray:

@@ -77,6 +77,14 @@ def _outside_tap_counts(sign):
 
 
 @njit(inline="always", cache=True)
+def _add_outside_tap(acc, counts, x0, c0, c1):
+    """Masked form: output columns c0..c1 of the tile starting at column x0 read this tap outside the image."""
+    for col in range(c0, c1):
+        for o in range(counts.shape[0]):
+            acc[col - x0, o] += counts[o]
+
+
+@njit(inline="always", cache=True)
 def _threshold_pack(acc, ones, bound, masked, out_words):
     """out_words[w] = packed bits (-2*S >= bound) or (4*S - 2*A >= bound) of 32 output channels (branch-free)."""
     cout = acc.shape[0]
@@ -115,11 +123,9 @@ def conv3x3(x, sign, nz, bound, masked):
                         if not masked:
                             ones[col - x0] += popcount(a)
                         _accumulate(acc[col - x0], a, sign, nz, tap, k, masked)
-                if masked:
-                    for col in range(x0, x1):
-                        if col < lo or col >= hi:
-                            for o in range(cout):
-                                acc[col - x0, o] += outside[tap, o]
+                if masked:  # the tile's columns left and right of [lo, hi) read outside the image
+                    _add_outside_tap(acc, outside[tap], x0, x0, lo)
+                    _add_outside_tap(acc, outside[tap], x0, hi, x1)
         for col in range(x0, x1):
             _threshold_pack(acc[col - x0], ones[col - x0], bound[0], masked, out[b, y, col])
     return out

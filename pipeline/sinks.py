@@ -60,9 +60,9 @@ class VideoFileSink(FrameSink):
         import cv2
 
         writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.codec), self.fps, (w, h))
-        if not writer.isOpened():
-            raise SinkError(f"{self.path}: cannot write codec {self.codec} into {self.path.suffix} with this "
-                            f"OpenCV (try one of {', '.join(CODECS)})")
+        if not writer.isOpened():  # OpenCV says no more than that: tell an unwritable path from a missing codec
+            raise SinkError(_why_unwritable(self.path) or f"{self.path}: cannot write codec {self.codec} into "
+                            f"{self.path.suffix} with this OpenCV (try one of {', '.join(CODECS)})")
         self._writer, self._size = writer, (w, h)
 
     def write(self, index: int, image: np.ndarray, mask: np.ndarray) -> None:
@@ -231,6 +231,19 @@ def open_sink(uri: str | Uri, fps: float = 30.0) -> FrameSink:
     if s == "display":
         return DisplaySink(f"mbunet {loc}".strip())
     return NullSink()
+
+
+def _why_unwritable(path: Path) -> str | None:
+    """Why a file cannot be written at `path` (None when it can; a file the probe creates is removed again)."""
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as e:
+        return f"{path}: cannot write there ({e.strerror})"
+    if not existed:
+        path.unlink(missing_ok=True)
+    return None
 
 
 def _make_parent(path: Path) -> None:

@@ -77,6 +77,10 @@ def test_bad_video_settings(tmp_path):
         open_sink(str(tmp_path / "x.mp4?codec=avc1")).write(0, np.zeros((48, 64, 3), np.uint8), None)
     with pytest.raises(SinkError, match="fps must be a number"):
         open_sink(str(tmp_path / "x.mkv?fps=fast"))
+    (tmp_path / "folder.mkv").mkdir()  # a path that cannot be written is not blamed on the codec
+    with pytest.raises(SinkError, match="cannot write there"):
+        open_sink(str(tmp_path / "folder.mkv")).write(0, np.zeros((48, 64, 3), np.uint8), None)
+    assert not (tmp_path / "x.mp4").exists()  # the codec failure above left no probe file behind
 
 
 def test_image_sequences(tmp_path):

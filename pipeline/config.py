@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, short_reason
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 SAMPLE_CLIP = Path(__file__).resolve().parent.parent / "samples" / "bikes-street.mp4"
@@ -34,6 +34,14 @@ class SourceConfig:
     backoff_s: float = 0.5
     backoff_max_s: float = 8.0
     give_up_s: float = 0.0  # live source lost for longer than this ends the run; 0 = retry for ever
+
+    def __post_init__(self) -> None:
+        for key in ("width", "height", "rate", "max_frames", "backoff_s", "backoff_max_s", "give_up_s"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"source.{key} must be >= 0, got {getattr(self, key)}")
+        if self.open_timeout_s <= 0 or self.read_timeout_s <= 0:
+            raise ConfigError(f"source timeouts must be > 0 s, got open {self.open_timeout_s}, "
+                              f"read {self.read_timeout_s}")
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ def load_config(path: str | Path) -> RunConfig:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from e
+        raise ConfigError(f"{p}: not valid YAML ({short_reason(e)})") from e
     return build_dataclass(RunConfig, data, str(p))
 
 

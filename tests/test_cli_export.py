@@ -46,6 +46,6 @@ def test_export_of_a_non_checkpoint_is_one_line(tmp_path, capsys):
     bad.write_text("not a checkpoint")
     assert cli(["export", str(bad), str(tmp_path / "o.safetensors")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "not a readable training checkpoint" in err and len(err.splitlines()) == 1
+    assert "not a readable training checkpoint (not a PyTorch file" in err and len(err.splitlines()) == 1
     assert cli(["export", str(tmp_path / "missing.pt"), str(tmp_path / "o.safetensors")]) == 2
     assert "no such file" in capsys.readouterr().err

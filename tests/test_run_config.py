@@ -27,6 +27,8 @@ def test_drone_preset_is_headless_and_keeps_trying():
     ("overlay:\n  color: [1, 2]\n", "overlay.color must have 3 entries, got 2"),
     ("source: 5\n", "source must be a mapping, got int"),
     ("batch: 0\n", "batch and queue_size must be >= 1"),
+    ("source:\n  max_frames: -5\n", "source.max_frames must be >= 0, got -5"),
+    ("source:\n  read_timeout_s: 0\n", "source timeouts must be > 0 s"),
     ("a: [\n", "not valid YAML"),
 ])
 def test_bad_presets(tmp_path, text, message):

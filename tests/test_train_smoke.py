@@ -201,6 +201,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "give --config YAML" in capsys.readouterr().err
     assert cli(["train", "--resume", str(tmp_path / "none.pt")]) == 2
     assert "no such file" in capsys.readouterr().err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [1, 2\n")  # YAML's own message runs over several lines
+    assert cli(["train", "--config", str(broken), "--stamps", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not valid YAML" in err and len(err.splitlines()) == 1
 
 
 def test_cuda_request_without_gpu_is_an_error():

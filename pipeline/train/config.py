@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..arch import LAYERS, MASK_DELTA, Architecture, cheapest_layers
 from ..config import build_dataclass
-from ..errors import ConfigError
+from ..errors import ConfigError, short_reason
 from .composite import CompositeRecipe
 from .schedule import LR_KINDS, RAMPS, Phases
 
@@ -126,7 +126,7 @@ def load_config(path: str | Path) -> TrainConfig:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"training recipe {path}: not valid YAML ({e})") from e
+        raise ConfigError(f"training recipe {path}: not valid YAML ({short_reason(e)})") from e
     return config_from_dict(raw, str(path))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import pickle
 import threading
 import time
 from pathlib import Path
@@ -261,6 +262,9 @@ def read_checkpoint(path: str | Path) -> dict:
         raise MbunetError(f"checkpoint {path}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch's text here is a paragraph on weights_only, not the cause
+        raise MbunetError(f"checkpoint {path}: not a readable training checkpoint (not a PyTorch file, or its "
+                          f"pickle holds more than tensors and plain values)") from e
     except Exception as e:  # torch raises several types for truncated or foreign files
         raise MbunetError(f"checkpoint {path}: not a readable training checkpoint ({short_reason(e)})") from e
     missing = {"config", "model", "optimizer", "step"} - set(state)

@@ -27,7 +27,6 @@ from .errors import SinkError, SourceError
 INPUT_SCHEMES = ("v4l2", "csi", "file", "images", "rtsp", "rtsps", "udp", "rtp", "http", "https", "gst", "synthetic")
 OUTPUT_SCHEMES = ("display", "file", "images", "masks", "jsonl", "null")
 NETWORK_SCHEMES = ("rtsp", "rtsps", "udp", "rtp", "http", "https")
-VIDEO_SUFFIXES = (".mkv", ".avi", ".mp4", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
 WRITER_SUFFIXES = (".mkv", ".avi", ".mp4", ".mov")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://(.*)$", re.S)
@@ -41,10 +40,6 @@ class Uri:
     location: str
     options: dict[str, str] = field(default_factory=dict)
     text: str = ""
-
-    @property
-    def is_network(self) -> bool:
-        return self.scheme in NETWORK_SCHEMES
 
     def option(self, key: str, default: str | None = None) -> str | None:
         return self.options.get(key, default)

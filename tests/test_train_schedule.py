@@ -84,3 +84,10 @@ def test_whole_numbers_are_accepted_where_a_float_is_expected():
 def test_flags_override_train_fields():
     cfg = override(config_from_dict({}), steps=7, batch=None)
     assert cfg.train.steps == 7 and cfg.train.batch == config_from_dict({}).train.batch
+
+
+def test_recipes_stored_by_older_checkpoints_still_load():
+    # data.val_quick was stored in every checkpoint until 2026-12-05 and never read; resuming one must still work
+    assert config_from_dict({"data": {"val_quick": 64, "val_size": 10}}).data.val_size == 10
+    with pytest.raises(ConfigError, match="unknown key data.val_quik"):
+        config_from_dict({"data": {"val_quik": 64}})

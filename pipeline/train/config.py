@@ -43,7 +43,6 @@ class DataSpec:
     composite: CompositeRecipe = field(default_factory=CompositeRecipe)
     val_size: int = 200        # the fixed validation set (composites) scored at the end and on export
     val_seed: int = 1234
-    val_quick: int = 64        # the first images of it, scored during training (CPU time is scarce)
 
 
 @dataclass(frozen=True)
@@ -110,6 +109,9 @@ class TrainConfig:
 
 
 def config_from_dict(raw: dict, where: str = "config") -> TrainConfig:
+    data = raw.get("data")
+    if isinstance(data, dict) and "val_quick" in data:  # a key checkpoints before 2026-12-05 stored, never read
+        raw = {**raw, "data": {k: v for k, v in data.items() if k != "val_quick"}}
     cfg = build_dataclass(TrainConfig, raw, where)
     masked = set(cfg.model.masked) - set(LAYERS)
     if masked:

@@ -54,28 +54,26 @@ def _tile_width(width, cout, planes):
 
 
 @njit(inline="always", cache=True)
+def _share(a, sign, nz, tap, k, o, masked):
+    """This word's share of S for output channel o: popc((a ^ sign) & nz) masked, popc(a & sign) binary."""
+    if masked:
+        return popcount((a ^ sign[tap, k, o]) & nz[tap, k, o])
+    return popcount(a & sign[tap, k, o])
+
+
+@njit(inline="always", cache=True)
 def _accumulate(acc, a, sign, nz, tap, k, masked):
     """acc[o] += this word's share of S for every output channel (the hot, vectorised loop)."""
-    if masked:
-        for o in range(acc.shape[0]):
-            acc[o] += popcount((a ^ sign[tap, k, o]) & nz[tap, k, o])
-    else:
-        for o in range(acc.shape[0]):
-            acc[o] += popcount(a & sign[tap, k, o])
+    for o in range(acc.shape[0]):
+        acc[o] += _share(a, sign, nz, tap, k, o, masked)
 
 
 @njit(inline="always", cache=True)
 def _accumulate_row(acc, a0, a1, a2, sign, nz, tap, k, masked):
     """The three taps tap..tap+2 of one kernel row at once: a third of the accumulator loads and stores."""
-    if masked:
-        for o in range(acc.shape[0]):
-            acc[o] += (popcount((a0 ^ sign[tap, k, o]) & nz[tap, k, o])
-                       + popcount((a1 ^ sign[tap + 1, k, o]) & nz[tap + 1, k, o])
-                       + popcount((a2 ^ sign[tap + 2, k, o]) & nz[tap + 2, k, o]))
-    else:
-        for o in range(acc.shape[0]):
-            acc[o] += (popcount(a0 & sign[tap, k, o]) + popcount(a1 & sign[tap + 1, k, o])
-                       + popcount(a2 & sign[tap + 2, k, o]))
+    for o in range(acc.shape[0]):
+        acc[o] += (_share(a0, sign, nz, tap, k, o, masked) + _share(a1, sign, nz, tap + 1, k, o, masked)
+                   + _share(a2, sign, nz, tap + 2, k, o, masked))
 
 
 @njit(inline="always", cache=True)

@@ -23,7 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (model, optimiser, step, rng)")
     p.add_argument("--init", metavar="MODEL|CKPT", help="start from these weights: a full-precision model file "
                    "(shipped name or path) or a training checkpoint (overrides the recipe's train.init)")
-    p.add_argument("--out", metavar="DIR", help="checkpoints and history (default runs/train/<name>)")
+    p.add_argument("--teacher", metavar="MODEL", help="distil from this full-precision model file (shipped name or "
+                   "path): the loss adds cross-entropy to its soft output (overrides the recipe's train.teacher)")
+    p.add_argument("--distill-weight", type=float, metavar="W", help="weight of the distillation term (default 1)")
+    p.add_argument("--out", metavar="DIR", help="checkpoints and history (default: the folder of the --resume "
+                   "checkpoint, else runs/train/<name>)")
     p.add_argument("--export", metavar="PATH", help="write the best validated model here (.safetensors) "
                    "and its Markdown card beside it; a quantized model only once fully binarised")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
@@ -48,7 +52,8 @@ def main(args: argparse.Namespace) -> int:
         cfg = config_of_checkpoint(args.resume)
     else:
         raise ConfigError("give --config YAML (a training recipe), or --resume CKPT")
-    cfg = override(cfg, steps=args.steps, batch=args.batch, lr=args.lr, val_every=args.val_every, init=args.init)
+    cfg = override(cfg, steps=args.steps, batch=args.batch, lr=args.lr, val_every=args.val_every, init=args.init,
+                   teacher=args.teacher, distill_weight=args.distill_weight)
     if args.seed is not None:
         if args.resume:
             raise ConfigError("--seed starts a new run: a resumed run keeps its checkpoint's seed and RNG state")
@@ -65,13 +70,17 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
 
     data = select_data(cfg, args.stamps, args.backgrounds, args.images, args.masks, args.val_images, args.val_masks)
-    trainer = Trainer(cfg, data, pick_device(args.device), args.out or Path("runs", "train", cfg.name))
+    # a resumed run keeps writing beside its checkpoint unless told otherwise
+    out = args.out or (Path(args.resume).parent if args.resume else Path("runs", "train", cfg.name))
+    trainer = Trainer(cfg, data, pick_device(args.device), out)
     if args.resume:
         trainer.load(args.resume)
     elif cfg.train.init:
         started = trainer.warm_start()
         print(f"initialised {len(started['copied'])} tensors from {cfg.train.init}; "
               f"{len(started['fresh'])} start fresh", flush=True)
+    if trainer.teacher is not None:
+        print(f"distilling from {cfg.train.teacher} (weight {cfg.train.distill_weight})", flush=True)
     print(f"training {cfg.name} ({trainer.arch.model_kind}, width {cfg.model.width}, "
           f"{cfg.model.input_size[0]}x{cfg.model.input_size[1]}) on {trainer.device} from step {trainer.step} "
           f"of {cfg.train.steps}; data: {data.description}", flush=True)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .arch import LEVELS, MASK_DELTA, Architecture
+from .errors import ModelFileError
 
 
 class _SignSTE(torch.autograd.Function):
@@ -183,6 +184,18 @@ class UNet(nn.Module):
         for k, (up, conv) in enumerate(zip(self.up, self.up_conv)):
             x = conv(torch.cat([skips[LEVELS - 1 - k], up(x)], dim=1))
         return self.outc(x)
+
+
+def fp_unet(model) -> UNet:
+    """The full-precision UNet of an FP model file (pipeline.modelfile.ModelFile), float32, on the CPU."""
+    net = UNet(model.arch)
+    missing, unexpected = net.load_state_dict({k: torch.from_numpy(v).float() for k, v in model.arrays.items()},
+                                              strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]  # int counters not exported
+    if missing or unexpected:
+        raise ModelFileError(f"{model.name}: weights do not fit the architecture "
+                             f"(missing: {missing[:3] or 'none'}, unexpected: {unexpected[:3] or 'none'})")
+    return net
 
 
 def set_quant_mix(model: nn.Module, mix: float) -> None:

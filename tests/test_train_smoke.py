@@ -135,8 +135,9 @@ def test_cli_trains_writes_val_and_resumes(tree, tmp_path, capsys):
     assert read_checkpoint(out / CHECKPOINT)["step"] == 2 and model.is_file()
     assert f"exported step 2 to {model}" in capsys.readouterr().out
     before = model.read_bytes()
-    assert cli(["train", "--resume", str(out / CHECKPOINT), *common, "--steps", "3", "--out", str(out),
-                "--no-progress", "--export", str(model)]) == 0
+    # no --out: a resumed run writes beside its checkpoint, not to runs/train/<name> of the working directory
+    assert cli(["train", "--resume", str(out / CHECKPOINT), *common, "--steps", "3", "--no-progress",
+                "--export", str(model)]) == 0
     assert read_checkpoint(out / CHECKPOINT)["step"] == 3
     # The resumed session writes the model only if step 3 beats step 2; the summary says which happened.
     summary = capsys.readouterr().out.splitlines()[-1]

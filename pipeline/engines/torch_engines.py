@@ -14,7 +14,6 @@ import numpy as np
 
 from ..arch import plan
 from ..bits import planes_to_weights
-from ..errors import ModelFileError
 from ..modelfile import ModelFile
 from .base import Engine, register_engine
 
@@ -120,15 +119,9 @@ class _TorchEngine(Engine):
             net = deployed_network(model)
             self.scale = 1.0  # the deployed network takes raw 0..255 pixels
         else:
-            from ..nn import UNet
+            from ..nn import fp_unet
 
-            net = UNet(model.arch)
-            missing, unexpected = net.load_state_dict({k: torch.from_numpy(v).float() for k, v in model.arrays.items()},
-                                                      strict=False)
-            missing = [k for k in missing if not k.endswith("num_batches_tracked")]  # int counters not exported
-            if missing or unexpected:
-                raise ModelFileError(f"{model.name}: weights do not fit the architecture "
-                                     f"(missing: {missing[:3] or 'none'}, unexpected: {unexpected[:3] or 'none'})")
+            net = fp_unet(model)
             self.scale = 1 / 255.0
         self.net = net.eval().to(self.device, self.dtype, memory_format=torch.channels_last)
 

@@ -41,6 +41,9 @@ def card_markdown(card: dict) -> str:
     if t.get("init"):
         lines.append(f"- initialised from `{t['init']}` (trained weights, copied where the networks share them), "
                      "not from random weights")
+    if t.get("teacher"):
+        lines.append(f"- distilled from `{t['teacher']}`: the loss adds {t.get('distill_weight', 1.0)} x the "
+                     "cross-entropy to that full-precision model's soft output")
     if arch["quantized"]:
         lines.append(f"- schedule: FP warm-up {t.get('warmup', '?')} of the steps, then quant mix 0 -> 1 "
                      f"({t.get('ramp_shape', '?')}) over {t.get('ramp', '?')}, then fully binary")

@@ -63,6 +63,8 @@ class TrainSpec:
     checkpoint_minutes: float = 5.0
     seed: int = 0
     init: str = ""             # start from this FP model file (shipped name or path) or checkpoint; "" = random
+    teacher: str = ""          # distil from this FP model file (shipped name or path); "" = labels only
+    distill_weight: float = 1.0  # loss = BCE + Dice on the labels + distill_weight * cross-entropy to the teacher
 
     def phases(self) -> Phases:
         return Phases(self.steps, self.warmup, self.ramp, self.ramp_shape)
@@ -86,6 +88,8 @@ class TrainConfig:
         if t.steps < 1 or t.batch < 1 or t.val_every < 1:
             raise ConfigError(f"train.steps, batch and val_every must be >= 1, got {t.steps}, {t.batch}, "
                               f"{t.val_every}")
+        if t.distill_weight < 0:
+            raise ConfigError(f"train.distill_weight must be >= 0, got {t.distill_weight}")
         if not 0 < self.model.mask_delta < 3:
             raise ConfigError(f"model.mask_delta {self.model.mask_delta}: expected a ratio to mean|w| in (0, 3) "
                               "(0.7 keeps about 40% zeros, 1.6 about 80%)")

@@ -1,4 +1,5 @@
-"""Segmentation loss: cross-entropy (BCE for one class) plus soft Dice, as in BiSegUNet and QuantU-Net.
+"""Segmentation loss: cross-entropy (BCE for one class) plus soft Dice, as in BiSegUNet and QuantU-Net, and the
+distillation term that pulls a quantized student toward a full-precision teacher's soft output.
 
 The pixel term gives dense gradients everywhere; the Dice term weighs small objects as much as large ones.
 """
@@ -26,3 +27,14 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, dice_weight: f
         probs = torch.softmax(logits, dim=1)
         target = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
     return pixel + dice_weight * soft_dice_loss(probs, target)
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the student's logits against the teacher's probabilities, per pixel ([N, C, H, W] both).
+
+    The teacher's soft output says how sure it is at each pixel (edges, thin parts), which the hard labels do
+    not; the term is smallest, with zero gradient, where the student's logits equal the teacher's.
+    """
+    if student.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(student, torch.sigmoid(teacher))
+    return -(torch.softmax(teacher, dim=1) * torch.log_softmax(student, dim=1)).sum(dim=1).mean()

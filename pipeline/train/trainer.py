@@ -1,5 +1,6 @@
-"""The training loop: progressive binarisation, Adam/RMSprop, BCE + Dice, gradient clipping, LR schedule,
-resumable checkpoints, periodic validation on the fixed set, and export of the best fully quantized model.
+"""The training loop: progressive binarisation, Adam/RMSprop, BCE + Dice (plus distillation from an FP teacher when
+the recipe names one), gradient clipping, LR schedule, resumable checkpoints, periodic validation on the fixed set,
+and export of the best fully quantized model.
 
 Batch `b` of step `s` is samples s*b .. s*b+b-1 of the seeded stream, so a resumed run continues with exactly
 the samples (and, on CPU, exactly the weights) an uninterrupted run would have had.
@@ -28,7 +29,8 @@ from .card import write_card
 from .composite import draw_batch
 from .config import TrainConfig, config_from_dict
 from .data import TrainData
-from .losses import segmentation_loss
+from .distill import load_teacher
+from .losses import distillation_loss, segmentation_loss
 from .metrics import Scores, ScoreSet
 from .schedule import learning_rate, quant_mix
 
@@ -94,6 +96,7 @@ class Trainer:
         opt = torch.optim.Adam if t.optimizer == "adam" else torch.optim.RMSprop
         self.opt = opt(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.phases = t.phases()
+        self.teacher = load_teacher(t.teacher, self.arch.classes, device) if t.teacher else None
         self.step = 0
         self.best = -1.0          # best validation Dice of an exportable (mix = 1) model
         self.exported_step: int | None = None   # step of this session's latest export, if any
@@ -161,8 +164,13 @@ class Trainer:
         images, masks = draw_batch(self.data.train, t.seed, self.step * t.batch, t.batch)
         if t.crop:
             images, masks = random_crop(images, masks, t.crop, np.random.default_rng([t.seed, self.step]))
-        logits = self.model(to_input(images, self.device))
+        x = to_input(images, self.device)
+        logits = self.model(x)
         loss = segmentation_loss(logits, torch.from_numpy(masks).long().to(self.device), t.dice_weight)
+        if self.teacher is not None:
+            with torch.no_grad():
+                soft = self.teacher(x)
+            loss = loss + t.distill_weight * distillation_loss(logits, soft)
         if not torch.isfinite(loss):
             raise MbunetError(f"step {self.step}: loss is {loss.item()} (diverged); lower train.lr and resume "
                               f"from the last checkpoint")

@@ -101,12 +101,13 @@ def test_cli_init_trains_from_the_fp_file_and_records_it(tree, fp_file, tmp_path
     assert f"initialised from `{fp_file}`" in (tmp_path / "q.md").read_text()
 
 
-def test_cli_init_missing_file_is_one_line(tree, tmp_path, capsys):
+@pytest.mark.parametrize("flag", ["--init", "--teacher"])  # the two flags that name a model file to read
+def test_cli_missing_model_file_is_one_line(tree, tmp_path, capsys, flag):
     import yaml
 
     recipe = tmp_path / "q.yaml"
     recipe.write_text(yaml.safe_dump(QUANT))
     code = cli(["train", "--config", str(recipe), "--stamps", str(tree[0]), "--backgrounds", str(tree[1]),
-                "--init", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path / "r"), "--no-progress"])
+                flag, str(tmp_path / "nope.safetensors"), "--out", str(tmp_path / "r"), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "nope.safetensors" in err

@@ -102,3 +102,37 @@ def test_cli_teacher_is_stored_kept_on_resume_and_named_in_the_card(tree, teache
     assert "distilling from" in capsys.readouterr().out
     stored = torch.load(out / CHECKPOINT, weights_only=True)["config"]["train"]
     assert (stored["teacher"], stored["distill_weight"], stored["steps"]) == (str(teacher_file), 0.25, 2)
+
+
+def test_a_resume_that_adds_a_teacher_starts_a_stage_that_records_it(tree, teacher_file, tmp_path):
+    cfg = config_from_dict(STUDENT)
+    data = composite_data(*tree, cfg)
+    plain = Trainer(cfg, data, torch.device("cpu"), tmp_path)
+    plain.begin_stage()
+    plain.train_step()
+    plain.save()
+    taught_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, teacher=str(teacher_file)))
+    taught = Trainer(taught_cfg, data, torch.device("cpu"), tmp_path)
+    taught.load(tmp_path / CHECKPOINT)
+    taught.begin_stage()
+    assert [(s["start"], s["steps"], s["teacher"]) for s in taught.stages] == [(0, 2, ""), (1, 2, str(teacher_file))]
+
+
+def test_card_says_which_stages_distilled_and_how_to_reproduce_them():
+    from pipeline.modelfile import load_model
+    from pipeline.train.card import card_markdown
+
+    card = load_model("mbunet-w32").card
+    recipe = {**card["training"]["recipe"], "train": {**card["training"]["recipe"]["train"], "teacher": "fp-x",
+                                                      "distill_weight": 0.5}}
+    stages = [{"start": 0, "end": 100, "steps": 100, "seconds": 1},
+              {"start": 100, "end": 200, "steps": 200, "seconds": 1}]
+    for recorded in (False, True):  # older records name no teacher: only the last stage (the stored recipe) can
+        if recorded:
+            stages = [{**stages[0], "teacher": ""}, {**stages[1], "teacher": "fp-x"}]
+        text = card_markdown({**card, "training": {**card["training"], "recipe": recipe, "stages": stages}})
+        assert "distilled from `fp-x`: the loss adds 0.5 x" in text
+        assert "steps 0-100 of a 100-step schedule, 1 s; steps 100-200 of a 200-step schedule, distilled from fp-x" \
+            in text
+        first, second = text.split("Reproduce: ")[1].split(", then ")
+        assert "--teacher" not in first and "--steps 200 --teacher fp-x --export" in second

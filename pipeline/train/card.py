@@ -53,28 +53,38 @@ def card_markdown(card: dict) -> str:
         lines.append(f"- zero weights per masked layer (|w| <= {delta} mean|w|): "
                      + ", ".join(f"{k} {v:.0%}" for k, v in zeros.items()))
     stages = train.get("stages") or []
+    teachers = _stage_teachers(stages, t)
     if len(stages) > 1:
         lines.append("- stages (resuming with a longer --steps re-spreads the schedule): "
-                     + "; ".join(_stage_text(s) for s in stages))
-    lines += ["", f"Data: {train.get('data', 'not recorded')}", "", _reproduce(card, t, stages)]
+                     + "; ".join(_stage_text(s, teacher) for s, teacher in zip(stages, teachers)))
+    lines += ["", f"Data: {train.get('data', 'not recorded')}", "", _reproduce(card, t, stages, teachers)]
     return "\n".join(lines) + "\n"
 
 
-def _stage_text(stage: dict) -> str:
+def _stage_teachers(stages: list[dict], t: dict) -> list[str]:
+    """The teacher of each stage ("" = none). Stages record it since 2026-12-05; in older records only the last
+    stage, whose recipe the card stores, can have had one."""
+    return [stage.get("teacher", t.get("teacher", "") if i == len(stages) - 1 else "")
+            for i, stage in enumerate(stages)]
+
+
+def _stage_text(stage: dict, teacher: str) -> str:
     planned = f"of a {stage['steps']}-step schedule" if stage.get("steps") else "(schedule not recorded)"
-    return f"steps {stage['start']}-{stage['end']} {planned}, {stage.get('seconds', '?')} s"
+    taught = f", distilled from {teacher}" if teacher else ""
+    return f"steps {stage['start']}-{stage['end']} {planned}{taught}, {stage.get('seconds', '?')} s"
 
 
-def _reproduce(card: dict, t: dict, stages: list[dict]) -> str:
+def _reproduce(card: dict, t: dict, stages: list[dict], teachers: list[str]) -> str:
     """The command(s) that trained this model: one `train`, then one `train --resume` per later stage."""
     name = card.get("name", "model")
     export = f" --export weights/{name}.safetensors"
     first = (stages[0].get("steps") if stages else t.get("steps")) or "N"
+    taught = [f" --teacher {teacher}" if teacher else "" for teacher in teachers] or [""]
     text = ("Reproduce: `mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds "
-            f"DIR --steps {first}" + (f" --init {t['init']}" if t.get("init") else "") + export + "`")
-    for stage in stages[1:]:
+            f"DIR --steps {first}" + (f" --init {t['init']}" if t.get("init") else "") + taught[0] + export + "`")
+    for stage, teacher in zip(stages[1:], taught[1:]):
         text += (f", then `mbunet train --resume runs/train/{name}/last.pt --stamps DIR --backgrounds DIR "
-                 f"--steps {stage['steps']}{export}`")
+                 f"--steps {stage['steps']}{teacher}{export}`")
     return text + "; the full recipe is stored in the model file's card (training.recipe)."
 
 

@@ -18,7 +18,8 @@ def load_teacher(ref: str, classes: int, device: torch.device) -> torch.nn.Modul
     """The FP network of model file `ref` (shipped name or path), frozen, for a student with `classes` outputs."""
     model = load_model(ref)
     if model.arch.quantized:
-        raise ConfigError(f"train.teacher {ref}: a {model.kind} model; the teacher must be a full-precision model")
+        raise ConfigError(f"train.teacher {ref} is a quantized ({model.kind}) model; the teacher must be a "
+                          "full-precision model")
     if model.arch.classes != classes:
         raise ConfigError(f"train.teacher {ref}: {model.arch.classes} class(es), the student has {classes}")
     teacher = fp_unet(model).eval().to(device)

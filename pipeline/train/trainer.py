@@ -150,11 +150,13 @@ class Trainer:
         return quant_mix(self.step, self.phases) if self.arch.quantized else 1.0
 
     def begin_stage(self) -> None:
-        """A new stage when the schedule's length changed; a plain resume after an interruption continues the
-        current one, and so does a resume with nothing left to train."""
-        steps = self.cfg.train.steps
-        if not self.stages or (self.stages[-1]["steps"] != steps and self.step < steps):
-            self.stages.append({"start": self.step, "end": self.step, "steps": steps, "seconds": 0.0})
+        """A new stage when the schedule's length or the teacher changed; a plain resume after an interruption
+        continues the current one, and so does a resume with nothing left to train."""
+        steps, teacher = self.cfg.train.steps, self.cfg.train.teacher
+        last = self.stages[-1] if self.stages else None
+        if last is None or ((last["steps"], last.get("teacher", "")) != (steps, teacher) and self.step < steps):
+            self.stages.append({"start": self.step, "end": self.step, "steps": steps, "teacher": teacher,
+                                "seconds": 0.0})
 
     def train_step(self) -> float:
         t = self.cfg.train

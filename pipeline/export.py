@@ -188,5 +188,6 @@ def export_checkpoint(checkpoint, path, name: str | None = None) -> Path:
     set_quant_mix(model, 1.0)
     card = {"name": name or Path(path).stem,
             "training": {"recipe": cfg.to_json(), "steps": int(state["step"]),
-                         "seconds": round(float(state.get("seconds", 0))), "checkpoint": str(checkpoint)}}
+                         "seconds": round(float(state.get("seconds", 0))), "checkpoint": str(checkpoint),
+                         "stages": [{**st, "seconds": round(st["seconds"])} for st in state.get("stages") or []]}}
     return export_model(model, arch, card, path)

@@ -25,6 +25,7 @@ def test_export_checkpoint_matches_the_trained_network(tmp_path, capsys):
     cfg = config_from_dict(RECIPE)
     trainer = Trainer(cfg, composite_data(*make_composite_tree(tmp_path / "data"), cfg), torch.device("cpu"),
                       tmp_path / "run")
+    trainer.begin_stage()
     for _ in range(2):
         trainer.train_step()
     ckpt = trainer.save()
@@ -33,6 +34,8 @@ def test_export_checkpoint_matches_the_trained_network(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     model_file = load_model(out)
     assert model_file.kind == "mbunet" and model_file.card["training"]["steps"] == 2
+    # the stages say how the checkpoint was trained (the card's commands that reproduce it)
+    assert [(s["start"], s["steps"]) for s in model_file.card["training"]["stages"]] == [(0, 2)]
     frames = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     net = trainer.model.eval()
     set_quant_mix(net, 1.0)

@@ -11,6 +11,7 @@ from app.cli import main as cli
 from pipeline.errors import ConfigError
 from pipeline.export import export_model
 from pipeline.nn import UNet
+from pipeline.train.composite import draw_batch
 from pipeline.train.config import config_from_dict
 from pipeline.train.data import composite_data
 from pipeline.train.distill import load_teacher
@@ -63,8 +64,6 @@ def test_a_step_adds_the_weighted_term_to_the_label_loss(tree, teacher_file, tmp
                                                                           distill_weight=0.5))
     taught = Trainer(taught_cfg, data, torch.device("cpu"), tmp_path / "taught")
     with torch.no_grad():  # step 0's batch (no crop in this recipe) through the same initial weights
-        from pipeline.train.composite import draw_batch
-
         images, _ = draw_batch(data.train, 0, 0, 2)
         x = to_input(images, torch.device("cpu"))
         expected_term = distillation_loss(taught.model(x), taught.teacher(x)).item()

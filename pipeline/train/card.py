@@ -88,6 +88,11 @@ def _reproduce(card: dict, t: dict, stages: list[dict], teachers: list[str]) -> 
     return text + "; the full recipe is stored in the model file's card (training.recipe)."
 
 
+def card_stages(stages: list[dict]) -> list[dict]:
+    """A run's stages as a card stores them (whole seconds): the trainer's exports and `mbunet export` alike."""
+    return [{**stage, "seconds": round(stage["seconds"])} for stage in stages]
+
+
 def write_card(model_path: str | Path, card: dict) -> Path:
     """model.safetensors -> model.md beside it."""
     path = Path(model_path).with_suffix(".md")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.arch import ACTIVATION_GRADS
+
 HELP = "train a model from a YAML recipe (configs/train-*.yaml); resumable; exports a model file"
 
 
@@ -26,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", metavar="MODEL", help="distil from this full-precision model file (shipped name or "
                    "path): the loss adds cross-entropy to its soft output (overrides the recipe's train.teacher)")
     p.add_argument("--distill-weight", type=float, metavar="W", help="weight of the distillation term (default 1)")
+    p.add_argument("--activation-grad", choices=ACTIVATION_GRADS, help="surrogate gradient of the binary "
+                   "activations (overrides the recipe's train.activation_grad; default ste)")
     p.add_argument("--out", metavar="DIR", help="checkpoints and history (default: the folder of the --resume "
                    "checkpoint, else runs/train/<name>)")
     p.add_argument("--export", metavar="PATH", help="write the best validated model here (.safetensors) "
@@ -53,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         raise ConfigError("give --config YAML (a training recipe), or --resume CKPT")
     cfg = override(cfg, steps=args.steps, batch=args.batch, lr=args.lr, val_every=args.val_every, init=args.init,
-                   teacher=args.teacher, distill_weight=args.distill_weight)
+                   teacher=args.teacher, distill_weight=args.distill_weight, activation_grad=args.activation_grad)
     if args.seed is not None:
         if args.resume:
             raise ConfigError("--seed starts a new run: a resumed run keeps its checkpoint's seed and RNG state")

@@ -27,6 +27,8 @@ LEVELS = 4
 # Masked weights are 0 where |w| <= MASK_DELTA * mean|w| of the layer (TWN's L2-optimal ratio for a bell-shaped
 # weight distribution); a training recipe may choose another ratio (model.mask_delta) for sparser layers.
 MASK_DELTA = 0.7
+# Training only: the binary activations' surrogate gradient (pipeline.nn); the forward function is the same.
+ACTIVATION_GRADS = ("ste", "approxsign")
 DEFAULT_MEAN = (0.485, 0.456, 0.406)
 DEFAULT_STD = (0.229, 0.224, 0.225)
 

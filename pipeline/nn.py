@@ -16,18 +16,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .arch import LEVELS, MASK_DELTA, Architecture
+from .arch import ACTIVATION_GRADS, LEVELS, MASK_DELTA, Architecture
 from .errors import ModelFileError
 
 
 class _SignSTE(torch.autograd.Function):
-    """sign with sign(0) = +1, or, given delta, masked sign: 0 where |x| <= delta. One straight-through gradient,
-    clipped to |x| <= 1, for every input, the zeroed ones included: a weight the threshold drops can grow back (a
-    gradient gated by the mask would freeze the zero pattern of the first quantized step)."""
+    """sign with sign(0) = +1, or, given delta, masked sign: 0 where |x| <= delta.
+
+    Backward, "ste": the straight-through gradient clipped to |x| <= 1, for every input, the zeroed ones included (a
+    weight the threshold drops can grow back; a gradient gated by the mask would freeze the zero pattern of the
+    first quantized step). "approxsign" (Bi-Real Net's ApproxSign): the derivative of the piecewise quadratic
+    that approximates sign, 2 - 2|x| on |x| < 1, the same area as "ste" but weighted towards the threshold, where
+    a small change flips the bit.
+    """
 
     @staticmethod
-    def forward(ctx, x, delta=None):
+    def forward(ctx, x, delta=None, grad="ste"):
         ctx.save_for_backward(x)
+        ctx.grad = grad
         s = torch.where(x >= 0, 1.0, -1.0)
         if delta is not None:
             s = torch.where(x.abs() > delta, s, 0.0)
@@ -36,11 +42,13 @@ class _SignSTE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad * (x.abs() <= 1).to(grad.dtype), None
+        if ctx.grad == "approxsign":
+            return grad * (2 - 2 * x.abs()).clamp_min(0), None, None
+        return grad * (x.abs() <= 1).to(grad.dtype), None, None
 
 
-def sign_ste(x: torch.Tensor) -> torch.Tensor:
-    return _SignSTE.apply(x)
+def sign_ste(x: torch.Tensor, grad: str = "ste") -> torch.Tensor:
+    return _SignSTE.apply(x, None, grad)
 
 
 def quantize_weight(w: torch.Tensor, kind: str, mask_delta: float = MASK_DELTA) -> torch.Tensor:
@@ -68,6 +76,7 @@ class QuantConv(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
         self.bn = nn.BatchNorm2d(cout)
         self.quant_mix = 1.0
+        self.activation_grad = "ste"
 
     def effective_weight(self) -> torch.Tensor:
         out_dim = 1 if self.transposed else 0
@@ -81,11 +90,11 @@ class QuantConv(nn.Module):
             z = F.conv_transpose2d(x, w, stride=2)
         else:
             z = F.conv2d(F.pad(x, (1, 1, 1, 1), value=-1.0), w)
-        return binary_activation(self.bn(z), self.quant_mix)
+        return binary_activation(self.bn(z), self.quant_mix, self.activation_grad)
 
 
-def binary_activation(y: torch.Tensor, mix: float) -> torch.Tensor:
-    s = sign_ste(y)
+def binary_activation(y: torch.Tensor, mix: float, grad: str = "ste") -> torch.Tensor:
+    s = sign_ste(y, grad)
     return s if mix >= 1 else (1 - mix) * F.hardtanh(y) + mix * s
 
 
@@ -129,6 +138,7 @@ class InputConv(nn.Module):
         self.bn = nn.BatchNorm2d(cout)
         self.quantized = arch.quantized
         self.quant_mix = 1.0
+        self.activation_grad = "ste"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (1, 1, 1, 1), value=0.0)
@@ -138,7 +148,7 @@ class InputConv(nn.Module):
         else:
             z = self.conv((x - self.mean) / self.std)
         y = self.bn(z)
-        return binary_activation(y, self.quant_mix) if self.quantized else F.relu(y)
+        return binary_activation(y, self.quant_mix, self.activation_grad) if self.quantized else F.relu(y)
 
 
 def _fp_conv(cin: int, cout: int) -> nn.Sequential:
@@ -205,6 +215,15 @@ def set_quant_mix(model: nn.Module, mix: float) -> None:
     for m in model.modules():
         if hasattr(m, "quant_mix"):
             m.quant_mix = float(mix)
+
+
+def set_activation_grad(model: nn.Module, grad: str) -> None:
+    """The surrogate gradient of every binary activation (ACTIVATION_GRADS); the forward function is unchanged."""
+    if grad not in ACTIVATION_GRADS:
+        raise ValueError(f"activation gradient {grad!r}; valid: {', '.join(ACTIVATION_GRADS)}")
+    for m in model.modules():
+        if hasattr(m, "activation_grad"):
+            m.activation_grad = grad
 
 
 def zero_fractions(model: UNet) -> dict[str, float]:

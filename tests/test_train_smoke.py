@@ -93,6 +93,19 @@ def test_exported_model_scores_what_training_validated(data, tmp_path):
     assert result.scores.dice == pytest.approx(card["scores"]["val_dice"], abs=0.02)
 
 
+def test_activation_gradient_flag_reaches_the_recipe_the_model_and_the_card(tree, data, tmp_path):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(json.dumps(TINY))
+    out, model = tmp_path / "run", tmp_path / "m.safetensors"
+    assert cli(["train", "--config", str(recipe), "--stamps", str(tree[0]), "--backgrounds", str(tree[1]),
+                "--activation-grad", "approxsign", "--steps", "1", "--val-every", "1", "--out", str(out),
+                "--no-progress", "--export", str(model)]) == 0
+    assert read_checkpoint(out / CHECKPOINT)["config"]["train"]["activation_grad"] == "approxsign"
+    assert "activation gradient approxsign" in (tmp_path / "m.md").read_text()
+    t = _trainer(data, tmp_path / "t", activation_grad="approxsign")
+    assert {m.activation_grad for m in t.model.modules() if hasattr(m, "activation_grad")} == {"approxsign"}
+
+
 def test_card_records_each_schedule_the_run_followed(data, tmp_path):
     """An interrupted run resumed with the same --steps is one stage; a resume with more steps starts another."""
     first = _trainer(data, tmp_path, steps=3)

@@ -46,7 +46,8 @@ def card_markdown(card: dict) -> str:
                      "cross-entropy to that full-precision model's soft output")
     if arch["quantized"]:
         lines.append(f"- schedule: FP warm-up {t.get('warmup', '?')} of the steps, then quant mix 0 -> 1 "
-                     f"({t.get('ramp_shape', '?')}) over {t.get('ramp', '?')}, then fully binary")
+                     f"({t.get('ramp_shape', '?')}) over {t.get('ramp', '?')}, then fully binary; activation "
+                     f"gradient {t.get('activation_grad', 'ste')}")
     zeros = train.get("zero_fractions") or {}
     if zeros:
         delta = recipe.get("model", {}).get("mask_delta", MASK_DELTA)

@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..arch import LAYERS, MASK_DELTA, Architecture, cheapest_layers
+from ..arch import ACTIVATION_GRADS, LAYERS, MASK_DELTA, Architecture, cheapest_layers
 from ..config import build_dataclass
 from ..errors import ConfigError, short_reason
 from .composite import CompositeRecipe
@@ -65,6 +65,7 @@ class TrainSpec:
     init: str = ""             # start from this FP model file (shipped name or path) or checkpoint; "" = random
     teacher: str = ""          # distil from this FP model file (shipped name or path); "" = labels only
     distill_weight: float = 1.0  # loss = BCE + Dice on the labels + distill_weight * cross-entropy to the teacher
+    activation_grad: str = "ste"  # binary activations' surrogate gradient: "ste" (clipped identity) or "approxsign"
 
     def phases(self) -> Phases:
         return Phases(self.steps, self.warmup, self.ramp, self.ramp_shape)
@@ -88,6 +89,8 @@ class TrainConfig:
         if t.steps < 1 or t.batch < 1 or t.val_every < 1:
             raise ConfigError(f"train.steps, batch and val_every must be >= 1, got {t.steps}, {t.batch}, "
                               f"{t.val_every}")
+        if t.activation_grad not in ACTIVATION_GRADS:
+            raise ConfigError(f"train.activation_grad {t.activation_grad!r}; valid: {', '.join(ACTIVATION_GRADS)}")
         if t.distill_weight < 0:
             raise ConfigError(f"train.distill_weight must be >= 0, got {t.distill_weight}")
         if not 0 < self.model.mask_delta < 3:

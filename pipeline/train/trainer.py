@@ -23,7 +23,7 @@ import torch
 from ..errors import ConfigError, MbunetError, short_reason
 from ..export import export_model
 from ..modelfile import read_card
-from ..nn import UNet, set_quant_mix, zero_fractions
+from ..nn import UNet, set_activation_grad, set_quant_mix, zero_fractions
 from ..signals import StopOnSignals
 from .card import card_stages, write_card
 from .composite import draw_batch
@@ -93,6 +93,7 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.model = UNet(self.arch, cfg.model.mask_delta).to(device)
         t = cfg.train
+        set_activation_grad(self.model, t.activation_grad)
         opt = torch.optim.Adam if t.optimizer == "adam" else torch.optim.RMSprop
         self.opt = opt(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.phases = t.phases()

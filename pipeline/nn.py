@@ -31,9 +31,9 @@ class _SignSTE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, delta=None, grad="ste"):
+    def forward(ctx, x, delta=None, surrogate="ste"):
         ctx.save_for_backward(x)
-        ctx.grad = grad
+        ctx.surrogate = surrogate
         s = torch.where(x >= 0, 1.0, -1.0)
         if delta is not None:
             s = torch.where(x.abs() > delta, s, 0.0)
@@ -42,13 +42,13 @@ class _SignSTE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        if ctx.grad == "approxsign":
+        if ctx.surrogate == "approxsign":
             return grad * (2 - 2 * x.abs()).clamp_min(0), None, None
         return grad * (x.abs() <= 1).to(grad.dtype), None, None
 
 
-def sign_ste(x: torch.Tensor, grad: str = "ste") -> torch.Tensor:
-    return _SignSTE.apply(x, None, grad)
+def sign_ste(x: torch.Tensor, surrogate: str = "ste") -> torch.Tensor:
+    return _SignSTE.apply(x, None, surrogate)
 
 
 def quantize_weight(w: torch.Tensor, kind: str, mask_delta: float = MASK_DELTA) -> torch.Tensor:
@@ -93,8 +93,8 @@ class QuantConv(nn.Module):
         return binary_activation(self.bn(z), self.quant_mix, self.activation_grad)
 
 
-def binary_activation(y: torch.Tensor, mix: float, grad: str = "ste") -> torch.Tensor:
-    s = sign_ste(y, grad)
+def binary_activation(y: torch.Tensor, mix: float, surrogate: str = "ste") -> torch.Tensor:
+    s = sign_ste(y, surrogate)
     return s if mix >= 1 else (1 - mix) * F.hardtanh(y) + mix * s
 
 

@@ -40,8 +40,9 @@ def main(args: argparse.Namespace) -> int:
     models = [load_model(ref) for ref in [args.model or DEFAULT_MODEL] + ([args.against] if args.against else [])]
     for model in models:
         engine_for(args.engine, model)
-    results = [evaluate(model, args.images, args.masks, args.engine, args.batch, None if args.json else progress)
-               for model in models]
+    # a counter rewritten in place only reads well on a terminal: in a log file it is one long line
+    shown = None if args.json or not sys.stderr.isatty() else progress
+    results = [evaluate(model, args.images, args.masks, args.engine, args.batch, shown) for model in models]
     if args.against and results[0].scores.images < 2:
         raise ConfigError("--against needs at least 2 images to compare the models")
     diff = paired_difference(results[0].image_dice, results[1].image_dice) if args.against else None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,6 +122,36 @@ def test_card_records_each_schedule_the_run_followed(data, tmp_path):
     card = (tmp_path / "tiny.md").read_text()
     assert "steps 0-3 of a 3-step schedule" in card and "steps 3-5 of a 5-step schedule" in card
     assert "--steps 3 --export" in card and "--resume runs/train/tiny/last.pt" in card
+
+
+def test_a_resume_that_changes_the_activation_gradient_starts_a_stage_the_card_names(data, tmp_path):
+    first = _trainer(data, tmp_path, steps=2)
+    first.fit(minutes=0, progress=False)  # one step, then a checkpoint
+    switched = _trainer(data, tmp_path, steps=2, activation_grad="approxsign")
+    switched.load(tmp_path / CHECKPOINT)
+    switched.fit(tmp_path / "tiny.safetensors", progress=False)
+    stages = load_model(tmp_path / "tiny.safetensors").card["training"]["stages"]
+    assert [(s["start"], s["end"], s["activation_grad"]) for s in stages] == [(0, 1, "ste"), (1, 2, "approxsign")]
+    card = (tmp_path / "tiny.md").read_text()
+    assert "activation gradient by stage" in card
+    assert re.search(r"steps 0-1 of a 2-step schedule, \d+ s; steps 1-2 of a 2-step schedule, activation "
+                     r"gradient approxsign, \d+ s", card)
+    first_command, resumed = card.split("Reproduce: ")[1].split(", then ")
+    assert "--activation-grad" not in first_command and "--steps 2 --activation-grad approxsign --export" in resumed
+
+
+def test_stages_recorded_before_the_activation_gradient_take_it_from_the_stored_recipe(data, tmp_path):
+    t = _trainer(data, tmp_path, activation_grad="approxsign")
+    t.begin_stage()
+    t.train_step()
+    state = read_checkpoint(t.save())
+    state["stages"] = [{"start": 0, "end": 0, "steps": 1, "seconds": 0.0}, {**state["stages"][0]}]
+    for stage in state["stages"]:  # as written before stages named their teacher and gradient
+        stage.pop("teacher", None), stage.pop("activation_grad", None)
+    torch.save(state, tmp_path / "old.pt")
+    old = _trainer(data, tmp_path / "o", activation_grad="approxsign")
+    old.load(tmp_path / "old.pt")
+    assert [(s["teacher"], s["activation_grad"]) for s in old.stages] == [("", "ste"), ("", "approxsign")]
 
 
 def test_checkpoint_without_stages_reads_as_one_unrecorded_stage(data, tmp_path):

@@ -44,48 +44,57 @@ def card_markdown(card: dict) -> str:
     if t.get("teacher"):
         lines.append(f"- distilled from `{t['teacher']}`: the loss adds {t.get('distill_weight', 1.0)} x the "
                      "cross-entropy to that full-precision model's soft output")
+    stages = train.get("stages") or []
+    teachers = _stage_values(stages, t, "teacher", "")
+    grads = _stage_values(stages, t, "activation_grad", "ste")
     if arch["quantized"]:
+        grad = grads[0] if len(set(grads)) == 1 else "by stage (below)"
         lines.append(f"- schedule: FP warm-up {t.get('warmup', '?')} of the steps, then quant mix 0 -> 1 "
                      f"({t.get('ramp_shape', '?')}) over {t.get('ramp', '?')}, then fully binary; activation "
-                     f"gradient {t.get('activation_grad', 'ste')}")
+                     f"gradient {grad}")
     zeros = train.get("zero_fractions") or {}
     if zeros:
         delta = recipe.get("model", {}).get("mask_delta", MASK_DELTA)
         lines.append(f"- zero weights per masked layer (|w| <= {delta} mean|w|): "
                      + ", ".join(f"{k} {v:.0%}" for k, v in zeros.items()))
-    stages = train.get("stages") or []
-    teachers = _stage_teachers(stages, t)
     if len(stages) > 1:
         lines.append("- stages (resuming with a longer --steps re-spreads the schedule): "
-                     + "; ".join(_stage_text(s, teacher) for s, teacher in zip(stages, teachers)))
-    lines += ["", f"Data: {train.get('data', 'not recorded')}", "", _reproduce(card, t, stages, teachers)]
+                     + "; ".join(_stage_text(*args) for args in zip(stages, teachers, grads)))
+    lines += ["", f"Data: {train.get('data', 'not recorded')}", "", _reproduce(card, t, stages, teachers, grads)]
     return "\n".join(lines) + "\n"
 
 
-def _stage_teachers(stages: list[dict], t: dict) -> list[str]:
-    """The teacher of each stage ("" = none). Stages record it since 2026-12-05; in older records only the last
-    stage, whose recipe the card stores, can have had one."""
-    return [stage.get("teacher", t.get("teacher", "") if i == len(stages) - 1 else "")
+def _stage_values(stages: list[dict], t: dict, key: str, default: str) -> list[str]:
+    """Each stage's `key` (teacher, activation_grad), or the recipe's when there are no stages. Stages record
+    them since 2026-12-05; in older records only the last stage, whose recipe the card stores, can differ from
+    the default."""
+    if not stages:
+        return [t.get(key, default)]
+    return [stage.get(key, t.get(key, default) if i == len(stages) - 1 else default)
             for i, stage in enumerate(stages)]
 
 
-def _stage_text(stage: dict, teacher: str) -> str:
+def _stage_text(stage: dict, teacher: str, grad: str) -> str:
     planned = f"of a {stage['steps']}-step schedule" if stage.get("steps") else "(schedule not recorded)"
     taught = f", distilled from {teacher}" if teacher else ""
-    return f"steps {stage['start']}-{stage['end']} {planned}{taught}, {stage.get('seconds', '?')} s"
+    surrogate = f", activation gradient {grad}" if grad != "ste" else ""
+    return f"steps {stage['start']}-{stage['end']} {planned}{taught}{surrogate}, {stage.get('seconds', '?')} s"
 
 
-def _reproduce(card: dict, t: dict, stages: list[dict], teachers: list[str]) -> str:
-    """The command(s) that trained this model: one `train`, then one `train --resume` per later stage."""
+def _reproduce(card: dict, t: dict, stages: list[dict], teachers: list[str], grads: list[str]) -> str:
+    """The command(s) that trained this model: one `train`, then one `train --resume` per later stage (a resume
+    keeps the checkpoint's activation gradient, so the flag appears where it changes)."""
     name = card.get("name", "model")
     export = f" --export weights/{name}.safetensors"
     first = (stages[0].get("steps") if stages else t.get("steps")) or "N"
-    taught = [f" --teacher {teacher}" if teacher else "" for teacher in teachers] or [""]
+    flags = [(f" --teacher {teacher}" if teacher else "")
+             + (f" --activation-grad {grad}" if grad != before else "")
+             for teacher, grad, before in zip(teachers, grads, ["ste"] + grads)]
     text = ("Reproduce: `mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds "
-            f"DIR --steps {first}" + (f" --init {t['init']}" if t.get("init") else "") + taught[0] + export + "`")
-    for stage, teacher in zip(stages[1:], taught[1:]):
+            f"DIR --steps {first}" + (f" --init {t['init']}" if t.get("init") else "") + flags[0] + export + "`")
+    for stage, flag in zip(stages[1:], flags[1:]):
         text += (f", then `mbunet train --resume runs/train/{name}/last.pt --stamps DIR --backgrounds DIR "
-                 f"--steps {stage['steps']}{teacher}{export}`")
+                 f"--steps {stage['steps']}{flag}{export}`")
     return text + "; the full recipe is stored in the model file's card (training.recipe)."
 
 

@@ -102,8 +102,9 @@ class Trainer:
         self.best = -1.0          # best validation Dice of an exportable (mix = 1) model
         self.exported_step: int | None = None   # step of this session's latest export, if any
         self.stopped_by_signal = False          # fit() ended by Ctrl-C/SIGTERM (with a checkpoint)
-        # One entry per schedule the run followed: {"start", "end", "steps", "seconds"}. Resuming with another
-        # --steps re-spreads the schedule's phases, so the card must say where each schedule began and ended.
+        # One entry per schedule the run followed: {"start", "end", "steps", "teacher", "activation_grad",
+        # "seconds"}. Resuming with another --steps re-spreads the schedule's phases, so the card must say where
+        # each schedule began and ended, and what it trained with.
         self.stages: list[dict] = []
         self.last_val: Scores | None = None
 
@@ -133,15 +134,20 @@ class Trainer:
 
     def load(self, path: str | Path) -> None:
         state = read_checkpoint(path)
-        stored = config_from_dict(state["config"], f"{path} (stored recipe)").model  # older recipes: defaults
-        if stored != self.cfg.model:
-            raise ConfigError(f"{path}: checkpoint of another model than the recipe's ({stored} vs {self.cfg.model})")
+        stored = config_from_dict(state["config"], f"{path} (stored recipe)")  # older recipes: defaults
+        if stored.model != self.cfg.model:
+            raise ConfigError(f"{path}: checkpoint of another model than the recipe's ({stored.model} vs "
+                              f"{self.cfg.model})")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.best = int(state["step"]), float(state["best"])
         # checkpoints from before stages were recorded: one stage of unknown schedule length
         self.stages = state.get("stages") or ([{"start": 0, "end": self.step, "steps": None,
                                                 "seconds": float(state["seconds"])}] if self.step else [])
+        for i, stage in enumerate(self.stages):  # older records lack these: only the last stage can differ from
+            last = i == len(self.stages) - 1     # the defaults, as the recipe stored with it says
+            stage.setdefault("teacher", stored.train.teacher if last else "")
+            stage.setdefault("activation_grad", stored.train.activation_grad if last else "ste")
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
@@ -151,13 +157,15 @@ class Trainer:
         return quant_mix(self.step, self.phases) if self.arch.quantized else 1.0
 
     def begin_stage(self) -> None:
-        """A new stage when the schedule's length or the teacher changed; a plain resume after an interruption
-        continues the current one, and so does a resume with nothing left to train."""
-        steps, teacher = self.cfg.train.steps, self.cfg.train.teacher
+        """A new stage when the schedule's length, the teacher or the activation gradient changed; a plain resume
+        after an interruption continues the current one, and so does a resume with nothing left to train."""
+        t = self.cfg.train
+        steps, teacher, grad = t.steps, t.teacher, t.activation_grad
         last = self.stages[-1] if self.stages else None
-        if last is None or ((last["steps"], last.get("teacher", "")) != (steps, teacher) and self.step < steps):
+        if last is None or ((last["steps"], last["teacher"], last["activation_grad"]) != (steps, teacher, grad)
+                            and self.step < steps):
             self.stages.append({"start": self.step, "end": self.step, "steps": steps, "teacher": teacher,
-                                "seconds": 0.0})
+                                "activation_grad": grad, "seconds": 0.0})
 
     def train_step(self) -> float:
         t = self.cfg.train
@@ -213,7 +221,9 @@ class Trainer:
         from tqdm import tqdm
 
         t = self.cfg.train
-        bar = tqdm(total=t.steps, initial=self.step, desc=self.cfg.name, disable=not progress, dynamic_ncols=True)
+        # disable=None: no bar when stderr is not a terminal (a log file would fill with redrawn bars)
+        bar = tqdm(total=t.steps, initial=self.step, desc=self.cfg.name, disable=None if progress else True,
+                   dynamic_ncols=True)
         self.begin_stage()
         stop = threading.Event()
         with StopOnSignals(stop):

@@ -83,13 +83,14 @@ def _stage_text(stage: dict, teacher: str, grad: str) -> str:
 
 def _reproduce(card: dict, t: dict, stages: list[dict], teachers: list[str], grads: list[str]) -> str:
     """The command(s) that trained this model: one `train`, then one `train --resume` per later stage (a resume
-    keeps the checkpoint's activation gradient, so the flag appears where it changes)."""
-    name = card.get("name", "model")
+    keeps the checkpoint's activation gradient, so a later command names it only where it changes)."""
+    name, quantized = card.get("name", "model"), card["architecture"]["quantized"]
     export = f" --export weights/{name}.safetensors"
     first = (stages[0].get("steps") if stages else t.get("steps")) or "N"
+    # the first command names the gradient of a quantized model (a recipe may set either); later ones where it changes
     flags = [(f" --teacher {teacher}" if teacher else "")
              + (f" --activation-grad {grad}" if grad != before else "")
-             for teacher, grad, before in zip(teachers, grads, ["ste"] + grads)]
+             for teacher, grad, before in zip(teachers, grads, [None if quantized else grads[0]] + grads)]
     text = ("Reproduce: `mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds "
             f"DIR --steps {first}" + (f" --init {t['init']}" if t.get("init") else "") + flags[0] + export + "`")
     for stage, flag in zip(stages[1:], flags[1:]):

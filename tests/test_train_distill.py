@@ -123,7 +123,7 @@ def test_card_says_which_stages_distilled_and_how_to_reproduce_them():
 
     card = load_model("mbunet-w32").card
     recipe = {**card["training"]["recipe"], "train": {**card["training"]["recipe"]["train"], "teacher": "fp-x",
-                                                      "distill_weight": 0.5}}
+                                                      "distill_weight": 0.5, "activation_grad": "ste"}}
     stages = [{"start": 0, "end": 100, "steps": 100, "seconds": 1},
               {"start": 100, "end": 200, "steps": 200, "seconds": 1}]
     for recorded in (False, True):  # older records name no teacher: only the last stage (the stored recipe) can

@@ -253,13 +253,14 @@ class Runner:
                 self.stop.set()
 
     def _report(self, threads: list[threading.Thread]) -> None:
-        """Wait for the stages, showing a progress bar (files) or a one-line status (streams) on stderr."""
+        """Wait for the stages, showing on stderr a progress bar (a file on a terminal) or status lines (streams,
+        and any run whose stderr is a log)."""
         opts, tel = self.options, self.telemetry
         total = self.source.frame_count if not self.live else None
         if total and opts.max_frames:
             total = min(total, opts.max_frames)
         bar = None
-        if opts.progress and not self.live and not opts.loop:
+        if opts.progress and not self.live and not opts.loop and sys.stderr.isatty():
             from tqdm import tqdm
 
             bar = tqdm(total=total, unit="frame", file=sys.stderr, dynamic_ncols=True, leave=False)

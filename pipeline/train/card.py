@@ -44,11 +44,11 @@ def card_markdown(card: dict) -> str:
     if t.get("teacher"):
         lines.append(f"- distilled from `{t['teacher']}`: the loss adds {t.get('distill_weight', 1.0)} x the "
                      "cross-entropy to that full-precision model's soft output")
-    stages = train.get("stages") or []
-    teachers = _stage_values(stages, t, "teacher", "")
-    grads = _stage_values(stages, t, "activation_grad", "ste")
+    stages = complete_stages(train.get("stages") or [], t)
+    settings = stages or complete_stages([{}], t)  # a card without stages: the recipe's own settings
     if arch["quantized"]:
-        grad = grads[0] if len(set(grads)) == 1 else "by stage (below)"
+        grads = {stage["activation_grad"] for stage in settings}
+        grad = grads.pop() if len(grads) == 1 else "by stage (below)"
         lines.append(f"- schedule: FP warm-up {t.get('warmup', '?')} of the steps, then quant mix 0 -> 1 "
                      f"({t.get('ramp_shape', '?')}) over {t.get('ramp', '?')}, then fully binary; activation "
                      f"gradient {grad}")
@@ -59,41 +59,48 @@ def card_markdown(card: dict) -> str:
                      + ", ".join(f"{k} {v:.0%}" for k, v in zeros.items()))
     if len(stages) > 1:
         lines.append("- stages (resuming with a longer --steps re-spreads the schedule): "
-                     + "; ".join(_stage_text(*args) for args in zip(stages, teachers, grads)))
-    lines += ["", f"Data: {train.get('data', 'not recorded')}", "", _reproduce(card, t, stages, teachers, grads)]
+                     + "; ".join(_stage_text(stage) for stage in stages))
+    lines += ["", f"Data: {train.get('data', 'not recorded')}", "", _reproduce(card, t, settings)]
     return "\n".join(lines) + "\n"
 
 
-def _stage_values(stages: list[dict], t: dict, key: str, default: str) -> list[str]:
-    """Each stage's `key` (teacher, activation_grad), or the recipe's when there are no stages. Stages record
-    them since 2026-12-05; in older records only the last stage, whose recipe the card stores, can differ from
-    the default."""
-    if not stages:
-        return [t.get(key, default)]
-    return [stage.get(key, t.get(key, default) if i == len(stages) - 1 else default)
-            for i, stage in enumerate(stages)]
+# What a stage records besides its steps and time, and the value a record from before 2026-12-05 implies.
+STAGE_DEFAULTS = {"teacher": "", "activation_grad": "ste"}
 
 
-def _stage_text(stage: dict, teacher: str, grad: str) -> str:
+def complete_stages(stages: list[dict], train_recipe: dict) -> list[dict]:
+    """The stages with every setting filled in. Older records lack the teacher and the activation gradient; only
+    the last stage, whose recipe is stored beside them, can have differed from the defaults."""
+    last = len(stages) - 1
+    return [{**{key: train_recipe.get(key, default) if i == last else default
+                for key, default in STAGE_DEFAULTS.items()}, **stage} for i, stage in enumerate(stages)]
+
+
+def _stage_text(stage: dict) -> str:
     planned = f"of a {stage['steps']}-step schedule" if stage.get("steps") else "(schedule not recorded)"
-    taught = f", distilled from {teacher}" if teacher else ""
+    taught = f", distilled from {stage['teacher']}" if stage["teacher"] else ""
+    grad = stage["activation_grad"]
     surrogate = f", activation gradient {grad}" if grad != "ste" else ""
     return f"steps {stage['start']}-{stage['end']} {planned}{taught}{surrogate}, {stage.get('seconds', '?')} s"
 
 
-def _reproduce(card: dict, t: dict, stages: list[dict], teachers: list[str], grads: list[str]) -> str:
-    """The command(s) that trained this model: one `train`, then one `train --resume` per later stage (a resume
-    keeps the checkpoint's activation gradient, so a later command names it only where it changes)."""
-    name, quantized = card.get("name", "model"), card["architecture"]["quantized"]
+def _reproduce(card: dict, t: dict, settings: list[dict]) -> str:
+    """The command(s) that trained this model: one `train`, then one `train --resume` per later stage."""
+    name = card.get("name", "model")
     export = f" --export weights/{name}.safetensors"
-    first = (stages[0].get("steps") if stages else t.get("steps")) or "N"
-    # the first command names the gradient of a quantized model (a recipe may set either); later ones where it changes
-    flags = [(f" --teacher {teacher}" if teacher else "")
-             + (f" --activation-grad {grad}" if grad != before else "")
-             for teacher, grad, before in zip(teachers, grads, [None if quantized else grads[0]] + grads)]
+    first = settings[0].get("steps") or t.get("steps") or "N"
+    # The first command names a quantized model's gradient (a recipe file may set either); a resume keeps the
+    # checkpoint's, so a later command names it only where it changed.
+    previous = None if card["architecture"]["quantized"] else settings[0]["activation_grad"]
+    flags = []
+    for stage in settings:
+        grad = stage["activation_grad"]
+        flags.append((f" --teacher {stage['teacher']}" if stage["teacher"] else "")
+                     + (f" --activation-grad {grad}" if grad != previous else ""))
+        previous = grad
     text = ("Reproduce: `mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds "
             f"DIR --steps {first}" + (f" --init {t['init']}" if t.get("init") else "") + flags[0] + export + "`")
-    for stage, flag in zip(stages[1:], flags[1:]):
+    for stage, flag in zip(settings[1:], flags[1:]):
         text += (f", then `mbunet train --resume runs/train/{name}/last.pt --stamps DIR --backgrounds DIR "
                  f"--steps {stage['steps']}{flag}{export}`")
     return text + "; the full recipe is stored in the model file's card (training.recipe)."

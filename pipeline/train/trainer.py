@@ -25,7 +25,7 @@ from ..export import export_model
 from ..modelfile import read_card
 from ..nn import UNet, set_activation_grad, set_quant_mix, zero_fractions
 from ..signals import StopOnSignals
-from .card import card_stages, write_card
+from .card import card_stages, complete_stages, write_card
 from .composite import draw_batch
 from .config import TrainConfig, config_from_dict
 from .data import TrainData
@@ -134,20 +134,16 @@ class Trainer:
 
     def load(self, path: str | Path) -> None:
         state = read_checkpoint(path)
-        stored = config_from_dict(state["config"], f"{path} (stored recipe)")  # older recipes: defaults
-        if stored.model != self.cfg.model:
-            raise ConfigError(f"{path}: checkpoint of another model than the recipe's ({stored.model} vs "
-                              f"{self.cfg.model})")
+        stored = config_from_dict(state["config"], f"{path} (stored recipe)").model  # older recipes: defaults
+        if stored != self.cfg.model:
+            raise ConfigError(f"{path}: checkpoint of another model than the recipe's ({stored} vs {self.cfg.model})")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.best = int(state["step"]), float(state["best"])
         # checkpoints from before stages were recorded: one stage of unknown schedule length
-        self.stages = state.get("stages") or ([{"start": 0, "end": self.step, "steps": None,
-                                                "seconds": float(state["seconds"])}] if self.step else [])
-        for i, stage in enumerate(self.stages):  # older records lack these: only the last stage can differ from
-            last = i == len(self.stages) - 1     # the defaults, as the recipe stored with it says
-            stage.setdefault("teacher", stored.train.teacher if last else "")
-            stage.setdefault("activation_grad", stored.train.activation_grad if last else "ste")
+        recorded = state.get("stages") or ([{"start": 0, "end": self.step, "steps": None,
+                                             "seconds": float(state["seconds"])}] if self.step else [])
+        self.stages = complete_stages(recorded, state["config"].get("train", {}))
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)

@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "path): the loss adds cross-entropy to its soft output (overrides the recipe's train.teacher)")
     p.add_argument("--distill-weight", type=float, metavar="W", help="weight of the distillation term (default 1)")
     p.add_argument("--activation-grad", choices=ACTIVATION_GRADS, help="surrogate gradient of the binary "
-                   "activations (overrides the recipe's train.activation_grad; default ste)")
+                   "activations: ste (clipped identity) or approxsign (Bi-Real Net's 2 - 2|x|); overrides the recipe's "
+                   "train.activation_grad, which is ste where a recipe does not set it")
     p.add_argument("--out", metavar="DIR", help="checkpoints and history (default: the folder of the --resume "
                    "checkpoint, else runs/train/<name>)")
     p.add_argument("--export", metavar="PATH", help="write the best validated model here (.safetensors) "

@@ -62,6 +62,30 @@ def test_same_seed_and_index_give_the_same_sample(tree):
     assert not np.array_equal(a.item(11, 0)[0], a.item(12, 0)[0])
 
 
+def test_bare_backgrounds_have_empty_masks(tree):
+    def draw(empty_p):
+        return draw_batch(_generator(tree, dataclasses.replace(PLAIN, empty_p=empty_p)), 2, 0, 40)
+
+    images, masks = draw(1.0)
+    assert not masks.any() and (images[..., 0] <= TRAIN_BG).all()  # black frames, no red disc pasted
+    images, masks = draw(0.5)
+    bare = ~masks.reshape(len(masks), -1).any(axis=1)
+    assert 8 <= bare.sum() <= 32  # about half of the 40
+    with pytest.raises(DataError, match="empty_p must be in"):
+        _generator(tree, dataclasses.replace(PLAIN, empty_p=1.5))
+
+
+def test_validation_has_objects_in_every_image_even_when_training_has_bare_backgrounds(tree):
+    stamps, backgrounds = tree
+    cfg = TrainConfig()
+    recipe = dataclasses.replace(PLAIN, size=tuple(cfg.model.input_size), empty_p=1.0)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val_size=6, composite=recipe))
+    data = composite_data(stamps, backgrounds, cfg)
+    assert all(m.any() for m in data.val_masks)
+    assert not draw_batch(data.train, 0, 0, 6)[1].any()
+    assert "100% bare backgrounds" in data.description
+
+
 def test_validation_uses_only_val_objects_and_frames(tree):
     stamps, backgrounds = tree
     cfg = TrainConfig()

@@ -31,6 +31,8 @@ class CompositeRecipe:
     occlusion_p: float = 0.3                    # per sample: one occluder over part of one object
     off_edge_p: float = 0.25                    # per object: centre anywhere, so part may leave the frame
     crop: tuple[float, float] = (0.35, 1.0)     # background crop side / largest crop of the output's aspect
+    empty_p: float = 0.0                        # per training sample: no object at all, a bare background with
+    #                                             an empty mask (real video has frames without any object)
 
 
 def _imread(path: Path, flags: int) -> np.ndarray:
@@ -93,6 +95,8 @@ class CompositeGenerator:
             raise DataError("a composite set needs at least one cut-out and one background")
         if recipe.max_objects < 1:
             raise DataError(f"max_objects must be >= 1, found {recipe.max_objects}")
+        if not 0 <= recipe.empty_p <= 1:
+            raise DataError(f"empty_p must be in [0, 1], found {recipe.empty_p}")
         self.stamps, self.backgrounds, self.recipe = stamps, backgrounds, recipe
 
     @classmethod
@@ -111,10 +115,12 @@ class CompositeGenerator:
         image = self._background(rng).astype(np.float32)
         mask = np.zeros(r.size, dtype=bool)
         boxes = []
-        for _ in range(int(rng.integers(1, r.max_objects + 1))):
+        # empty_p is drawn only when set, so the samples of a recipe without it stay what they always were
+        empty = r.empty_p > 0 and rng.random() < r.empty_p
+        for _ in range(0 if empty else int(rng.integers(1, r.max_objects + 1))):
             rgba = self._object(rng)
             boxes.append(_paste(image, mask, rgba, self._place(rng, rgba.shape[:2])))
-        if rng.random() < r.occlusion_p:
+        if boxes and rng.random() < r.occlusion_p:
             self._occlude(rng, image, mask, boxes[int(rng.integers(len(boxes)))])
         return np.clip(image + 0.5, 0, 255).astype(np.uint8), mask.astype(np.uint8)
 

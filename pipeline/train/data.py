@@ -6,6 +6,7 @@ the last tenth of the pairs (by name) is held out for validation and never train
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,10 @@ def _split(root: str | Path, part: str) -> Path:
 
 
 def composite_validation(stamps: str | Path, backgrounds: str | Path, cfg: TrainConfig) -> tuple[np.ndarray, ...]:
-    """The fixed, seeded validation composites: val objects on val frames only."""
-    gen = CompositeGenerator.from_folders(_split(stamps, "val"), _split(backgrounds, "val"), cfg.data.composite)
+    """The fixed, seeded validation composites: val objects on val frames only, 1..k objects in every image
+    (bare backgrounds, `empty_p`, are for training: they have no foreground to score)."""
+    recipe = dataclasses.replace(cfg.data.composite, empty_p=0.0)
+    gen = CompositeGenerator.from_folders(_split(stamps, "val"), _split(backgrounds, "val"), recipe)
     return draw_batch(gen, cfg.data.val_seed, 0, cfg.data.val_size)
 
 
@@ -42,9 +45,11 @@ def composite_data(stamps: str | Path, backgrounds: str | Path, cfg: TrainConfig
     train = CompositeGenerator.from_folders(_split(stamps, "train"), _split(backgrounds, "train"),
                                             cfg.data.composite)
     images, masks = composite_validation(stamps, backgrounds, cfg)
+    recipe = cfg.data.composite
+    bare = f", {recipe.empty_p:.0%} bare backgrounds" if recipe.empty_p else ""
     desc = (f"composites: {len(train.stamps)} cut-outs from {Path(stamps).resolve()}/train on random crops of "
             f"{len(train.backgrounds)} frames from {Path(backgrounds).resolve()}/train "
-            f"(1..{cfg.data.composite.max_objects} objects, scale/rotation/flip/jitter/blur/occlusion/off-edge); "
+            f"(1..{recipe.max_objects} objects, scale/rotation/flip/jitter/blur/occlusion/off-edge{bare}); "
             f"validation: {len(images)} fixed composites (seed {cfg.data.val_seed}) of val objects on val frames")
     return TrainData(train, images, masks, desc)
 

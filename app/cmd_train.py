@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "checkpoint, else runs/train/<name>)")
     p.add_argument("--export", metavar="PATH", help="write the best validated model here (.safetensors) "
                    "and its Markdown card beside it; a quantized model only once fully binarised")
+    p.add_argument("--export-final", metavar="PATH", help="write the model at the end of the schedule here, with "
+                   "its card, whatever its validation score (how the shipped models are chosen: a small validation "
+                   "set cannot rank steps a hundredth apart)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; 1 is often fastest on "
                    "a shared machine, where extra threads only wait for each other)")
@@ -89,7 +92,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"training {cfg.name} ({trainer.arch.model_kind}, width {cfg.model.width}, "
           f"{cfg.model.input_size[0]}x{cfg.model.input_size[1]}) on {trainer.device} from step {trainer.step} "
           f"of {cfg.train.steps}; data: {data.description}", flush=True)
-    last = trainer.fit(args.export, args.minutes, progress=not args.no_progress)
+    last = trainer.fit(args.export, args.minutes, progress=not args.no_progress,
+                       export_final=args.export_final)
     parts = [f"step {trainer.step}"]
     if last is not None:
         parts.append(f"last val dice {last.dice:.4f} iou {last.iou:.4f} f1 {last.f1:.4f}")
@@ -97,6 +101,10 @@ def main(args: argparse.Namespace) -> int:
         parts.append(f"best exportable val dice {trainer.best:.4f}")
     if args.export:
         parts.append(_export_outcome(trainer, args.export))
+    if args.export_final:
+        parts.append(f"exported the final step to {args.export_final}" if trainer.final_exported else
+                     f"nothing exported to {args.export_final}: the schedule stopped at step {trainer.step} of "
+                     f"{cfg.train.steps}")
     checkpoint = trainer.out / CHECKPOINT
     parts.append(f"checkpoint {checkpoint}")
     if trainer.stopped_by_signal:

@@ -192,6 +192,23 @@ def test_cli_trains_writes_val_and_resumes(tree, tmp_path, capsys):
         assert f"exported step 3 to {model}" in summary
 
 
+def test_export_final_writes_the_end_of_the_schedule_and_its_card_says_so(tree, tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(json.dumps(TINY))
+    common = ["--stamps", str(tree[0]), "--backgrounds", str(tree[1]), "--no-progress", "--device", "cpu"]
+    model = tmp_path / "final.safetensors"
+    # stopped before the end (--minutes 0 stops after one step): nothing is written, and the summary says why
+    assert cli(["train", "--config", str(recipe), *common, "--out", str(tmp_path / "run"), "--minutes", "0",
+                "--export-final", str(model)]) == 0
+    assert not model.exists() and "nothing exported" in capsys.readouterr().out.splitlines()[-1]
+    # resumed to the end: the last step is written whatever its score, with validation scores in its card
+    assert cli(["train", "--resume", str(tmp_path / "run" / CHECKPOINT), *common, "--export-final", str(model)]) == 0
+    assert f"exported the final step to {model}" in capsys.readouterr().out
+    card = load_model(model).card
+    assert card["training"]["steps"] == 3 and card["training"]["selection"] == "final" and "val_dice" in card["scores"]
+    assert "--export-final weights/tiny.safetensors" in (tmp_path / "final.md").read_text()
+
+
 def test_sigterm_mid_training_saves_the_step_it_reached(tree, tmp_path):
     """`timeout`, a scheduler or Ctrl-C stopping a long run: exit 0, and the checkpoint holds the last step, not
     the last periodic save (here the run would never validate, so nothing else would save it)."""

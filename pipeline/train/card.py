@@ -87,7 +87,8 @@ def _stage_text(stage: dict) -> str:
 def _reproduce(card: dict, t: dict, settings: list[dict]) -> str:
     """The command(s) that trained this model: one `train`, then one `train --resume` per later stage."""
     name = card.get("name", "model")
-    export = f" --export weights/{name}.safetensors"
+    final = card.get("training", {}).get("selection") == "final"
+    export = f" --export{'-final' if final else ''} weights/{name}.safetensors"
     first = settings[0].get("steps") or t.get("steps") or "N"
     # The first command names a quantized model's gradient (a recipe file may set either); a resume keeps the
     # checkpoint's, so a later command names it only where it changed.

@@ -101,6 +101,7 @@ class Trainer:
         self.step = 0
         self.best = -1.0          # best validation Dice of an exportable (mix = 1) model
         self.exported_step: int | None = None   # step of this session's latest export, if any
+        self.final_exported = False             # fit() wrote the end of the schedule to export_final
         self.stopped_by_signal = False          # fit() ended by Ctrl-C/SIGTERM (with a checkpoint)
         # One entry per schedule the run followed: {"start", "end", "steps", "teacher", "activation_grad",
         # "seconds"}. Resuming with another --steps re-spreads the schedule's phases, so the card must say where
@@ -194,13 +195,15 @@ class Trainer:
         self.last_val = score(self.model, self.data.val_images, self.data.val_masks, self.device)
         return self.last_val
 
-    def export(self, path: str | Path, scores: Scores) -> Path:
+    def export(self, path: str | Path, scores: Scores, selection: str = "best") -> Path:
+        """The model as it stands, with its card. `selection` says how this step was chosen: "best" (the best
+        validation so far, --export) or "final" (the end of the schedule, --export-final)."""
         model = copy.deepcopy(self.model).cpu()  # export reads numpy arrays; keep the training copy as it is
         set_quant_mix(model, 1.0)
         card = {"name": self.cfg.name, "scores": {"val_dice": scores.dice, "val_iou": scores.iou,
                                                   "val_f1": scores.f1, "val_images": scores.images},
                 "training": {"data": self.data.description, "recipe": self.cfg.to_json(), "steps": self.step,
-                             "seconds": round(self.seconds), "device": str(self.device),
+                             "seconds": round(self.seconds), "device": str(self.device), "selection": selection,
                              "stages": card_stages(self.stages)}}
         if self.arch.quantized:
             card["training"]["zero_fractions"] = zero_fractions(model)
@@ -210,7 +213,7 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------------
     def fit(self, export: str | Path | None = None, minutes: float | None = None,
-            progress: bool = True) -> Scores | None:
+            progress: bool = True, export_final: str | Path | None = None) -> Scores | None:
         """Train up to cfg.train.steps (or `minutes` of wall time, or until Ctrl-C/SIGTERM), then checkpoint;
         returns the last validation scores (None if no validation ran in this session). `stopped_by_signal` tells
         whether a signal ended it (a second signal aborts without a checkpoint)."""
@@ -227,7 +230,14 @@ class Trainer:
         self.stopped_by_signal = stop.is_set()
         self.save()
         bar.close()
+        if export_final and self.finished():
+            self.export(export_final, self.last_val or self.validate(), selection="final")
+            self.final_exported = True
         return self.last_val
+
+    def finished(self) -> bool:
+        """The schedule has reached its end with the model fully quantized (what --export-final writes)."""
+        return self.step >= self.cfg.train.steps and self.mix() >= 1.0
 
     def _loop(self, export, minutes: float | None, bar, stop: threading.Event) -> None:
         t = self.cfg.train

@@ -102,7 +102,8 @@ def main(args: argparse.Namespace) -> int:
     if args.export:
         parts.append(_export_outcome(trainer, args.export))
     if args.export_final:
-        parts.append(f"exported the final step to {args.export_final}" if trainer.final_exported else
+        # fit() writes --export-final exactly when the schedule reached its end
+        parts.append(f"exported the final step to {args.export_final}" if trainer.finished() else
                      f"nothing exported to {args.export_final}: the schedule stopped at step {trainer.step} of "
                      f"{cfg.train.steps}")
     checkpoint = trainer.out / CHECKPOINT

@@ -41,6 +41,12 @@ def data(tree):
     return composite_data(*tree, config_from_dict(TINY))
 
 
+def _recipe_file(folder):
+    path = folder / "tiny.yaml"
+    path.write_text(json.dumps(TINY))  # JSON is YAML
+    return path
+
+
 def _trainer(data, out, **train) -> Trainer:
     raw = {**TINY, "train": {**TINY["train"], **train}}
     return Trainer(config_from_dict(raw), data, torch.device("cpu"), out)
@@ -95,8 +101,7 @@ def test_exported_model_scores_what_training_validated(data, tmp_path):
 
 
 def test_activation_gradient_flag_reaches_the_recipe_the_model_and_the_card(tree, data, tmp_path):
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(json.dumps(TINY))
+    recipe = _recipe_file(tmp_path)
     out, model = tmp_path / "run", tmp_path / "m.safetensors"
     assert cli(["train", "--config", str(recipe), "--stamps", str(tree[0]), "--backgrounds", str(tree[1]),
                 "--activation-grad", "approxsign", "--steps", "1", "--val-every", "1", "--out", str(out),
@@ -168,8 +173,7 @@ def test_checkpoint_without_stages_reads_as_one_unrecorded_stage(data, tmp_path)
 
 def test_cli_trains_writes_val_and_resumes(tree, tmp_path, capsys):
     stamps, backgrounds = tree
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(json.dumps(TINY))  # JSON is YAML
+    recipe = _recipe_file(tmp_path)
     common = ["--stamps", str(stamps), "--backgrounds", str(backgrounds)]
     assert cli(["train", "--config", str(recipe), *common, "--write-val", str(tmp_path / "val")]) == 0
     assert len(list((tmp_path / "val" / "images").glob("*.png"))) == 6
@@ -193,8 +197,7 @@ def test_cli_trains_writes_val_and_resumes(tree, tmp_path, capsys):
 
 
 def test_export_final_writes_the_end_of_the_schedule_and_its_card_says_so(tree, tmp_path, capsys):
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(json.dumps(TINY))
+    recipe = _recipe_file(tmp_path)
     common = ["--stamps", str(tree[0]), "--backgrounds", str(tree[1]), "--no-progress", "--device", "cpu"]
     model = tmp_path / "final.safetensors"
     # stopped before the end (--minutes 0 stops after one step): nothing is written, and the summary says why

@@ -101,7 +101,6 @@ class Trainer:
         self.step = 0
         self.best = -1.0          # best validation Dice of an exportable (mix = 1) model
         self.exported_step: int | None = None   # step of this session's latest export, if any
-        self.final_exported = False             # fit() wrote the end of the schedule to export_final
         self.stopped_by_signal = False          # fit() ended by Ctrl-C/SIGTERM (with a checkpoint)
         # One entry per schedule the run followed: {"start", "end", "steps", "teacher", "activation_grad",
         # "seconds"}. Resuming with another --steps re-spreads the schedule's phases, so the card must say where
@@ -232,12 +231,15 @@ class Trainer:
         bar.close()
         if export_final and self.finished():
             self.export(export_final, self.last_val or self.validate(), selection="final")
-            self.final_exported = True
         return self.last_val
 
+    def exportable(self) -> bool:
+        """The model computes what the engines will (quant mix 1; always so for a full-precision net)."""
+        return self.mix() >= 1.0
+
     def finished(self) -> bool:
-        """The schedule has reached its end with the model fully quantized (what --export-final writes)."""
-        return self.step >= self.cfg.train.steps and self.mix() >= 1.0
+        """The schedule has reached its end with an exportable model: what --export-final writes."""
+        return self.step >= self.cfg.train.steps and self.exportable()
 
     def _loop(self, export, minutes: float | None, bar, stop: threading.Event) -> None:
         t = self.cfg.train
@@ -264,7 +266,7 @@ class Trainer:
 
     def _validate_and_export(self, export: str | Path | None, loss: float, bar) -> None:
         scores = self.validate()
-        exportable = self.mix() >= 1.0
+        exportable = self.exportable()
         exported = bool(export) and exportable and scores.dice > self.best
         if exportable:
             self.best = max(self.best, scores.dice)

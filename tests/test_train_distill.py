@@ -135,3 +135,10 @@ def test_card_says_which_stages_distilled_and_how_to_reproduce_them():
             in text
         first, second = text.split("Reproduce: ")[1].split(", then ")
         assert "--teacher" not in first and "--steps 200 --teacher fp-x --export" in second
+    # the end of the schedule is written by the last command alone; a best-validated export by every command
+    text = card_markdown({**card, "training": {**card["training"], "recipe": recipe, "stages": stages,
+                                               "selection": "final"}})
+    first, second = text.split("Reproduce: ")[1].split(", then ")
+    assert "--export" not in first and second.startswith("`mbunet train --resume runs/train/mbunet-w32/last.pt "
+                                                         "--stamps DIR --backgrounds DIR --steps 200 --teacher "
+                                                         "fp-x --export-final weights/mbunet-w32.safetensors`")

@@ -143,6 +143,7 @@ def test_a_resume_that_changes_the_activation_gradient_starts_a_stage_the_card_n
                      r"gradient approxsign, \d+ s", card)
     first_command, resumed = card.split("Reproduce: ")[1].split(", then ")
     assert "--steps 2 --activation-grad ste --export" in first_command  # whatever the recipe file now says
+    assert first_command.endswith("(stopped at step 1, with --minutes)")
     assert "--steps 2 --activation-grad approxsign --export" in resumed
 
 

@@ -88,23 +88,34 @@ def _reproduce(card: dict, t: dict, settings: list[dict]) -> str:
     """The command(s) that trained this model: one `train`, then one `train --resume` per later stage."""
     name = card.get("name", "model")
     final = card.get("training", {}).get("selection") == "final"
+    # The best-validated export can come from any stage, so every command names it; the end of the schedule is
+    # written by the last command alone.
     export = f" --export{'-final' if final else ''} weights/{name}.safetensors"
+    last = len(settings) - 1
     first = settings[0].get("steps") or t.get("steps") or "N"
     # The first command names a quantized model's gradient (a recipe file may set either); a resume keeps the
     # checkpoint's, so a later command names it only where it changed.
     previous = None if card["architecture"]["quantized"] else settings[0]["activation_grad"]
     flags = []
-    for stage in settings:
+    for i, stage in enumerate(settings):
         grad = stage["activation_grad"]
         flags.append((f" --teacher {stage['teacher']}" if stage["teacher"] else "")
-                     + (f" --activation-grad {grad}" if grad != previous else ""))
+                     + (f" --activation-grad {grad}" if grad != previous else "")
+                     + (export if i == last or not final else ""))
         previous = grad
-    text = ("Reproduce: `mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds "
-            f"DIR --steps {first}" + (f" --init {t['init']}" if t.get("init") else "") + flags[0] + export + "`")
-    for stage, flag in zip(settings[1:], flags[1:]):
-        text += (f", then `mbunet train --resume runs/train/{name}/last.pt --stamps DIR --backgrounds DIR "
-                 f"--steps {stage['steps']}{flag}{export}`")
-    return text + "; the full recipe is stored in the model file's card (training.recipe)."
+    commands = [("mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds DIR "
+                 f"--steps {first}" + (f" --init {t['init']}" if t.get("init") else ""))]
+    commands += [f"mbunet train --resume runs/train/{name}/last.pt --stamps DIR --backgrounds DIR "
+                 f"--steps {stage['steps']}" for stage in settings[1:]]
+    return "Reproduce: " + ", then ".join(f"`{command}{flag}`" + _stopped_early(stage)
+                                          for command, flag, stage in zip(commands, flags, settings)) \
+        + "; the full recipe is stored in the model file's card (training.recipe)."
+
+
+def _stopped_early(stage: dict) -> str:
+    """A stage that ended before its schedule did was stopped by `--minutes` (or a signal); say where."""
+    end, steps = stage.get("end"), stage.get("steps")
+    return f" (stopped at step {end}, with --minutes)" if end and steps and end < steps else ""
 
 
 def card_stages(stages: list[dict]) -> list[dict]:

@@ -191,4 +191,6 @@ def export_checkpoint(checkpoint, path, name: str | None = None) -> Path:
             "training": {"recipe": cfg.to_json(), "steps": int(state["step"]),
                          "seconds": round(float(state.get("seconds", 0))), "checkpoint": str(checkpoint),
                          "stages": card_stages(state.get("stages") or [])}}
+    if state.get("init_digest"):
+        card["training"]["init_digest"] = state["init_digest"]
     return export_model(model, arch, card, path)

@@ -1,6 +1,8 @@
 """Warm start (`train.init` / `mbunet train --init`): a quantized U-Net starts from a trained FP model's weights."""
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 
@@ -68,6 +70,7 @@ def test_checkpoint_of_the_same_network_is_copied_whole(tree, tmp_path):
     model = _quantized()
     started = warm_start(model, tmp_path / CHECKPOINT)
     assert started["fresh"] == []
+    assert started["digest"] == {"file_sha256": hashlib.sha256((tmp_path / CHECKPOINT).read_bytes()).hexdigest()}
     for name, value in trainer.model.state_dict().items():
         assert torch.equal(model.state_dict()[name], value), name
 
@@ -98,7 +101,16 @@ def test_cli_init_trains_from_the_fp_file_and_records_it(tree, fp_file, tmp_path
     assert "initialised" in capsys.readouterr().out
     stored = torch.load(out / CHECKPOINT, weights_only=True)["config"]["train"]["init"]
     assert stored == str(fp_file)
-    assert f"initialised from `{fp_file}`" in (tmp_path / "q.md").read_text()
+    # the card names the exact weights it started from: a file under the same name may be replaced later
+    from pipeline.modelfile import load_model
+
+    fp_digest = load_model(fp_file).card["arrays_sha256"]
+    assert load_model(tmp_path / "q.safetensors").card["training"]["init_digest"] == {"arrays_sha256": fp_digest}
+    assert f"initialised from `{fp_file}` (trained weights, copied where the networks share them; its " \
+           f"arrays_sha256 {fp_digest})" in (tmp_path / "q.md").read_text()
+    # a resume keeps it (the checkpoint carries it), and so does a checkpoint exported by hand
+    assert cli(["export", str(out / CHECKPOINT), str(tmp_path / "by-hand.safetensors")]) == 0
+    assert load_model(tmp_path / "by-hand.safetensors").card["training"]["init_digest"] == {"arrays_sha256": fp_digest}
 
 
 @pytest.mark.parametrize("flag", ["--init", "--teacher"])  # the two flags that name a model file to read

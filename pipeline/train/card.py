@@ -39,8 +39,9 @@ def card_markdown(card: dict) -> str:
         f"{t.get('grad_clip', '?')}, BCE + Dice; {train.get('seconds', '?')} s on {train.get('device', '?')}",
     ]
     if t.get("init"):
-        lines.append(f"- initialised from `{t['init']}` (trained weights, copied where the networks share them), "
-                     "not from random weights")
+        digest = "".join(f"; its {key} {value}" for key, value in train.get("init_digest", {}).items())
+        lines.append(f"- initialised from `{t['init']}` (trained weights, copied where the networks share "
+                     f"them{digest}), not from random weights")
     if t.get("teacher"):
         lines.append(f"- distilled from `{t['teacher']}`: the loss adds {t.get('distill_weight', 1.0)} x the "
                      "cross-entropy to that full-precision model's soft output")

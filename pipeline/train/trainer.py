@@ -106,6 +106,7 @@ class Trainer:
         # "seconds"}. Resuming with another --steps re-spreads the schedule's phases, so the card must say where
         # each schedule began and ended, and what it trained with.
         self.stages: list[dict] = []
+        self.init_digest: dict[str, str] = {}   # the digest of the weights train.init copied, for the card
         self.last_val: Scores | None = None
 
     @property
@@ -117,14 +118,16 @@ class Trainer:
         """Weights from cfg.train.init (an FP model file or a checkpoint) instead of random ones."""
         from .warmstart import warm_start
 
-        return warm_start(self.model, self.cfg.train.init)
+        started = warm_start(self.model, self.cfg.train.init)
+        self.init_digest = started["digest"]
+        return started
 
     # -- checkpoints -------------------------------------------------------------------------------------
     def save(self, path: str | Path | None = None) -> Path:
         path = Path(path or self.out / CHECKPOINT)
         state = {"config": self.cfg.to_json(), "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                  "step": self.step, "best": self.best, "seconds": self.seconds, "stages": self.stages,
-                 "torch_rng": torch.get_rng_state()}
+                 "init_digest": self.init_digest, "torch_rng": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         tmp = path.with_suffix(".tmp")
@@ -144,6 +147,7 @@ class Trainer:
         recorded = state.get("stages") or ([{"start": 0, "end": self.step, "steps": None,
                                              "seconds": float(state["seconds"])}] if self.step else [])
         self.stages = complete_stages(recorded, state["config"].get("train", {}))
+        self.init_digest = state.get("init_digest", {})  # checkpoints from before 2026-12-05 recorded none
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
@@ -204,6 +208,8 @@ class Trainer:
                 "training": {"data": self.data.description, "recipe": self.cfg.to_json(), "steps": self.step,
                              "seconds": round(self.seconds), "device": str(self.device), "selection": selection,
                              "stages": card_stages(self.stages)}}
+        if self.init_digest:
+            card["training"]["init_digest"] = self.init_digest
         if self.arch.quantized:
             card["training"]["zero_fractions"] = zero_fractions(model)
         path = Path(export_model(model, self.arch, card, path))

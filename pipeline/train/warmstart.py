@@ -11,6 +11,7 @@ BatchNorm starts fresh. A quantized model *file* holds folded thresholds and bit
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -30,30 +31,33 @@ def _quantized_key(fp_key: str) -> str:
     return f"{block}.{field}" if part == "0" else f"{block}.bn.{field}"
 
 
-def source_state(ref: str | Path) -> tuple[dict[str, torch.Tensor], bool]:
-    """Trainable tensors of a model file or checkpoint, and whether they belong to a full-precision U-Net."""
+def source_state(ref: str | Path) -> tuple[dict[str, torch.Tensor], bool, dict[str, str]]:
+    """Trainable tensors of a model file or checkpoint, whether they belong to a full-precision U-Net, and the
+    digest that names exactly these weights (a shipped name like `unet-fp-w32` outlives the file it named)."""
     path = Path(ref)
     if path.suffix in (".pt", ".pth"):
         from .trainer import read_checkpoint
 
         state = read_checkpoint(path)
-        return state["model"], not state["config"]["model"].get("quantized", True)
+        digest = {"file_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        return state["model"], not state["config"]["model"].get("quantized", True), digest
     from ..modelfile import load_model
 
     model = load_model(ref)
     if model.arch.quantized:
         raise MbunetError(f"--init {ref}: a {model.kind} model file holds folded thresholds and bits, not "
                           f"trainable weights; start from a full-precision model or a training checkpoint")
-    return {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in model.arrays.items()}, True
+    arrays = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in model.arrays.items()}
+    return arrays, True, {"arrays_sha256": model.card["arrays_sha256"]}
 
 
 def warm_start(model, ref: str | Path) -> dict[str, list[str]]:
     """Copy every tensor of `ref` that the model has (same name after mapping, same shape) into it.
 
-    Returns {"copied": [...], "fresh": [...]}: the model's tensors taken from `ref` and the weights and
-    statistics left as initialised. Raises if nothing matches (another width or another network).
+    Returns {"copied": [...], "fresh": [...], "digest": {...}}: the model's tensors taken from `ref`, the weights
+    and statistics left as initialised, and `ref`'s digest. Raises if nothing matches (another width or network).
     """
-    source, from_fp = source_state(ref)
+    source, from_fp, digest = source_state(ref)
     rename = from_fp and model.arch.quantized
     mapped = {(_quantized_key(k) if rename else k): v for k, v in source.items()}
     target = model.state_dict()
@@ -65,4 +69,4 @@ def warm_start(model, ref: str | Path) -> dict[str, list[str]]:
             target[k].copy_(mapped[k].to(target[k].dtype))
     # BatchNorm's batch counter is bookkeeping, not a weight: the FP file does not store it
     fresh = [k for k in target if k not in copied and not k.endswith("num_batches_tracked")]
-    return {"copied": copied, "fresh": fresh}
+    return {"copied": copied, "fresh": fresh, "digest": digest}

@@ -114,7 +114,7 @@ class Trainer:
         """Training time over all sessions of this run."""
         return sum(stage["seconds"] for stage in self.stages)
 
-    def warm_start(self) -> dict[str, list[str]]:
+    def warm_start(self) -> dict:
         """Weights from cfg.train.init (an FP model file or a checkpoint) instead of random ones."""
         from .warmstart import warm_start
 

@@ -51,7 +51,7 @@ def source_state(ref: str | Path) -> tuple[dict[str, torch.Tensor], bool, dict[s
     return arrays, True, {"arrays_sha256": model.card["arrays_sha256"]}
 
 
-def warm_start(model, ref: str | Path) -> dict[str, list[str]]:
+def warm_start(model, ref: str | Path) -> dict:
     """Copy every tensor of `ref` that the model has (same name after mapping, same shape) into it.
 
     Returns {"copied": [...], "fresh": [...], "digest": {...}}: the model's tensors taken from `ref`, the weights

@@ -173,7 +173,7 @@ def export_checkpoint(checkpoint, path, name: str | None = None) -> Path:
 
     from .errors import MbunetError
     from .nn import UNet, set_quant_mix
-    from .train.card import card_stages
+    from .train.card import run_history
     from .train.config import config_from_dict
     from .train.trainer import read_checkpoint
 
@@ -190,7 +190,5 @@ def export_checkpoint(checkpoint, path, name: str | None = None) -> Path:
     card = {"name": name or Path(path).stem,
             "training": {"recipe": cfg.to_json(), "steps": int(state["step"]),
                          "seconds": round(float(state.get("seconds", 0))), "checkpoint": str(checkpoint),
-                         "stages": card_stages(state.get("stages") or [])}}
-    if state.get("init_digest"):
-        card["training"]["init_digest"] = state["init_digest"]
+                         **run_history(state.get("stages") or [], state.get("init_digest", {}))}}
     return export_model(model, arch, card, path)

@@ -97,20 +97,22 @@ def _reproduce(card: dict, t: dict, settings: list[dict]) -> str:
     # The first command names a quantized model's gradient (a recipe file may set either); a resume keeps the
     # checkpoint's, so a later command names it only where it changed.
     previous = None if card["architecture"]["quantized"] else settings[0]["activation_grad"]
-    flags = []
+    commands = []
     for i, stage in enumerate(settings):
         grad = stage["activation_grad"]
-        flags.append((f" --teacher {stage['teacher']}" if stage["teacher"] else "")
-                     + (f" --activation-grad {grad}" if grad != previous else "")
-                     + (export if i == last or not final else ""))
+        if i == 0:
+            command = ("mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds DIR "
+                       f"--steps {first}" + (f" --init {t['init']}" if t.get("init") else ""))
+        else:
+            command = (f"mbunet train --resume runs/train/{name}/last.pt --stamps DIR --backgrounds DIR "
+                       f"--steps {stage['steps']}")
+        command += ((f" --teacher {stage['teacher']}" if stage["teacher"] else "")
+                    + (f" --activation-grad {grad}" if grad != previous else "")
+                    + (export if i == last or not final else ""))
+        commands.append(f"`{command}`" + _stopped_early(stage))
         previous = grad
-    commands = [("mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds DIR "
-                 f"--steps {first}" + (f" --init {t['init']}" if t.get("init") else ""))]
-    commands += [f"mbunet train --resume runs/train/{name}/last.pt --stamps DIR --backgrounds DIR "
-                 f"--steps {stage['steps']}" for stage in settings[1:]]
-    return "Reproduce: " + ", then ".join(f"`{command}{flag}`" + _stopped_early(stage)
-                                          for command, flag, stage in zip(commands, flags, settings)) \
-        + "; the full recipe is stored in the model file's card (training.recipe)."
+    return ("Reproduce: " + ", then ".join(commands)
+            + "; the full recipe is stored in the model file's card (training.recipe).")
 
 
 def _stopped_early(stage: dict) -> str:
@@ -119,9 +121,13 @@ def _stopped_early(stage: dict) -> str:
     return f" (stopped at step {end}, with --minutes)" if end and steps and end < steps else ""
 
 
-def card_stages(stages: list[dict]) -> list[dict]:
-    """A run's stages as a card stores them (whole seconds): the trainer's exports and `mbunet export` alike."""
-    return [{**stage, "seconds": round(stage["seconds"])} for stage in stages]
+def run_history(stages: list[dict], init_digest: dict[str, str]) -> dict:
+    """How a run got here, as a card's `training` stores it (stages in whole seconds, and the digest of the
+    weights it started from, where recorded): the trainer's exports and `mbunet export` alike."""
+    history = {"stages": [{**stage, "seconds": round(stage["seconds"])} for stage in stages]}
+    if init_digest:
+        history["init_digest"] = init_digest
+    return history
 
 
 def write_card(model_path: str | Path, card: dict) -> Path:

@@ -25,7 +25,7 @@ from ..export import export_model
 from ..modelfile import read_card
 from ..nn import UNet, set_activation_grad, set_quant_mix, zero_fractions
 from ..signals import StopOnSignals
-from .card import card_stages, complete_stages, write_card
+from .card import complete_stages, run_history, write_card
 from .composite import draw_batch
 from .config import TrainConfig, config_from_dict
 from .data import TrainData
@@ -207,9 +207,7 @@ class Trainer:
                                                   "val_f1": scores.f1, "val_images": scores.images},
                 "training": {"data": self.data.description, "recipe": self.cfg.to_json(), "steps": self.step,
                              "seconds": round(self.seconds), "device": str(self.device), "selection": selection,
-                             "stages": card_stages(self.stages)}}
-        if self.init_digest:
-            card["training"]["init_digest"] = self.init_digest
+                             **run_history(self.stages, self.init_digest)}}
         if self.arch.quantized:
             card["training"]["zero_fractions"] = zero_fractions(model)
         path = Path(export_model(model, self.arch, card, path))

@@ -39,7 +39,8 @@ def source_state(ref: str | Path) -> tuple[dict[str, torch.Tensor], bool, dict[s
         from .trainer import read_checkpoint
 
         state = read_checkpoint(path)
-        digest = {"file_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        with open(path, "rb") as f:  # streamed: a checkpoint is ~100 MB and its tensors are already in memory
+            digest = {"file_sha256": hashlib.file_digest(f, "sha256").hexdigest()}
         return state["model"], not state["config"]["model"].get("quantized", True), digest
     from ..modelfile import load_model
 

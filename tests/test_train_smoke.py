@@ -16,6 +16,7 @@ from app.cli import main as cli
 from conftest import REPO
 from pipeline.errors import ConfigError, MbunetError
 from pipeline.modelfile import load_model
+from pipeline.train.card import _stopped_early
 from pipeline.train.config import config_from_dict
 from pipeline.train.data import composite_data
 from pipeline.train.evaluate import evaluate
@@ -144,7 +145,15 @@ def test_a_resume_that_changes_the_activation_gradient_starts_a_stage_the_card_n
     first_command, resumed = card.split("Reproduce: ")[1].split(", then ")
     assert "--steps 2 --activation-grad ste --export" in first_command  # whatever the recipe file now says
     assert first_command.endswith("(stopped at step 1, with --minutes)")
-    assert "--steps 2 --activation-grad approxsign --export" in resumed
+    assert "--steps 2 --activation-grad approxsign --export" in resumed and "stopped" not in resumed
+
+
+def test_the_reproduce_line_says_why_a_stage_stopped_where_the_record_knows():
+    stage = {"start": 0, "end": 7, "steps": 9}
+    assert _stopped_early({**stage, "stopped": "signal"}) == " (stopped at step 7, by a signal (Ctrl-C or SIGTERM))"
+    assert _stopped_early({**stage, "stopped": "minutes"}) == " (stopped at step 7, with --minutes)"
+    assert _stopped_early(stage) == " (stopped at step 7)"  # recorded before the reason was
+    assert _stopped_early({**stage, "end": 9}) == ""
 
 
 def test_stages_recorded_before_the_activation_gradient_take_it_from_the_stored_recipe(data, tmp_path):
@@ -233,8 +242,9 @@ def test_sigterm_mid_training_saves_the_step_it_reached(tree, tmp_path):
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    step = read_checkpoint(out / CHECKPOINT)["step"]
-    assert 0 < step < 100000
+    state = read_checkpoint(out / CHECKPOINT)
+    step = state["step"]
+    assert 0 < step < 100000 and state["stages"][-1]["stopped"] == "signal"  # what the card's reproduce line says
     summary = stdout.strip().splitlines()[-1]
     assert summary.startswith(f"step {step};")
     assert f"stopped by a signal at step {step} of 100000" in summary and "--resume" in summary

@@ -115,10 +115,15 @@ def _reproduce(card: dict, t: dict, settings: list[dict]) -> str:
             + "; the full recipe is stored in the model file's card (training.recipe).")
 
 
+STOP_REASONS = {"minutes": ", with --minutes", "signal": ", by a signal (Ctrl-C or SIGTERM)"}
+
+
 def _stopped_early(stage: dict) -> str:
-    """A stage that ended before its schedule did was stopped by `--minutes` (or a signal); say where."""
+    """A stage that ended before its schedule did: say where, and why where recorded (records from before
+    2026-12-05 do not say whether --minutes or a signal ended it)."""
     end, steps = stage.get("end"), stage.get("steps")
-    return f" (stopped at step {end}, with --minutes)" if end and steps and end < steps else ""
+    reason = STOP_REASONS.get(stage.get("stopped"), "")
+    return f" (stopped at step {end}{reason})" if end and steps and end < steps else ""
 
 
 def run_history(stages: list[dict], init_digest: dict[str, str]) -> dict:

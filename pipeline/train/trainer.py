@@ -103,7 +103,7 @@ class Trainer:
         self.exported_step: int | None = None   # step of this session's latest export, if any
         self.stopped_by_signal = False          # fit() ended by Ctrl-C/SIGTERM (with a checkpoint)
         # One entry per schedule the run followed: {"start", "end", "steps", "teacher", "activation_grad",
-        # "seconds"}. Resuming with another --steps re-spreads the schedule's phases, so the card must say where
+        # "seconds"}, and "stopped" ("minutes" or "signal") while it ends before its schedule does. Resuming with another --steps re-spreads the schedule's phases, so the card must say where
         # each schedule began and ended, and what it trained with.
         self.stages: list[dict] = []
         self.init_digest: dict[str, str] = {}   # the digest of the weights train.init copied, for the card
@@ -231,11 +231,21 @@ class Trainer:
         with StopOnSignals(stop):
             self._loop(export, minutes, bar, stop)
         self.stopped_by_signal = stop.is_set()
+        self._record_stop()
         self.save()
         bar.close()
         if export_final and self.finished():
             self.export(export_final, self.last_val or self.validate(), selection="final")
         return self.last_val
+
+    def _record_stop(self) -> None:
+        """Why this session ended before the schedule did, for the card's reproduce line; a later session of the
+        same stage that reaches the end clears it."""
+        stage = self.stages[-1]
+        if self.step < self.cfg.train.steps:
+            stage["stopped"] = "signal" if self.stopped_by_signal else "minutes"
+        else:
+            stage.pop("stopped", None)
 
     def exportable(self) -> bool:
         """The model computes what the engines will (quant mix 1; always so for a full-precision net)."""

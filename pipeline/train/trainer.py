@@ -103,8 +103,9 @@ class Trainer:
         self.exported_step: int | None = None   # step of this session's latest export, if any
         self.stopped_by_signal = False          # fit() ended by Ctrl-C/SIGTERM (with a checkpoint)
         # One entry per schedule the run followed: {"start", "end", "steps", "teacher", "activation_grad",
-        # "seconds"}, and "stopped" ("minutes" or "signal") while it ends before its schedule does. Resuming with another --steps re-spreads the schedule's phases, so the card must say where
-        # each schedule began and ended, and what it trained with.
+        # "seconds"}, and "stopped" ("minutes" or "signal") while it ends before its schedule does. Resuming with
+        # another --steps re-spreads the schedule's phases, so the card must say where each schedule began and
+        # ended, and what it trained with.
         self.stages: list[dict] = []
         self.init_digest: dict[str, str] = {}   # the digest of the weights train.init copied, for the card
         self.last_val: Scores | None = None

@@ -72,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from pipeline.train.data import select_data
-    from pipeline.train.trainer import CHECKPOINT, Trainer, pick_device
+    from pipeline.train.trainer import CALIBRATION_IMAGES, CHECKPOINT, Trainer, pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,8 +85,12 @@ def main(args: argparse.Namespace) -> int:
         trainer.load(args.resume)
     elif cfg.train.init:
         started = trainer.warm_start()
-        print(f"initialised {len(started['copied'])} tensors from {cfg.train.init}; "
-              f"{len(started['fresh'])} start fresh", flush=True)
+        if started.get("from_bits"):
+            print(f"rebuilt {cfg.train.init} as trainable weights with the same function (BatchNorm statistics "
+                  f"from {CALIBRATION_IMAGES} training samples)", flush=True)
+        else:
+            print(f"initialised {len(started['copied'])} tensors from {cfg.train.init}; "
+                  f"{len(started['fresh'])} start fresh", flush=True)
     if trainer.teacher is not None:
         print(f"distilling from {cfg.train.teacher} (weight {cfg.train.distill_weight})", flush=True)
     print(f"training {cfg.name} ({trainer.arch.model_kind}, width {cfg.model.width}, "

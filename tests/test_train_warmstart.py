@@ -75,12 +75,13 @@ def test_checkpoint_of_the_same_network_is_copied_whole(tree, tmp_path):
         assert torch.equal(model.state_dict()[name], value), name
 
 
-def test_a_quantized_model_file_is_refused(tree, tmp_path):
+def test_a_quantized_model_file_cannot_start_a_full_precision_network(tree, tmp_path):
+    """(It starts a quantized one: tests/test_train_from_bits.py.)"""
     cfg = config_from_dict(QUANT)
     trainer = Trainer(cfg, composite_data(*tree, cfg), torch.device("cpu"), tmp_path)
     trainer.fit(tmp_path / "q.safetensors", progress=False)
-    with pytest.raises(MbunetError, match="not trainable weights"):
-        warm_start(_quantized(), tmp_path / "q.safetensors")
+    with pytest.raises(MbunetError, match="can start a quantized network only"):
+        warm_start(_quantized(FP), tmp_path / "q.safetensors")
 
 
 def test_another_width_is_refused(fp_file):

@@ -84,6 +84,11 @@ def score(model: torch.nn.Module, images: np.ndarray, masks: np.ndarray, device:
     return s.result()
 
 
+# A quantized --init file's BatchNorm statistics come from this many training samples, drawn with their own seed.
+CALIBRATION_IMAGES = 64
+CALIBRATION_SEED = 7919
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, data: TrainData, device: torch.device, out_dir: str | Path) -> None:
         self.cfg, self.data, self.device = cfg, data, device
@@ -116,12 +121,22 @@ class Trainer:
         return sum(stage["seconds"] for stage in self.stages)
 
     def warm_start(self) -> dict:
-        """Weights from cfg.train.init (an FP model file or a checkpoint) instead of random ones."""
+        """Weights from cfg.train.init (an FP model file, a checkpoint, or a quantized model file to fine-tune)
+        instead of random ones."""
         from .warmstart import warm_start
 
-        started = warm_start(self.model, self.cfg.train.init)
+        started = warm_start(self.model, self.cfg.train.init, self._calibration)
         self.init_digest = started["digest"]
         return started
+
+    def _calibration(self) -> tuple[np.ndarray, np.ndarray]:
+        """Training samples (whole images, not crops) that measure a quantized --init file's BatchNorm inputs.
+        Its network is already binarised: a schedule that starts in full precision would discard it."""
+        if self.mix() < 1.0:
+            raise ConfigError(f"--init {self.cfg.train.init}: a quantized model file starts fully binarised, but "
+                              f"this recipe begins with an FP warm-up or a ramp; fine-tune with train.warmup 0 and "
+                              f"train.ramp 0 (configs/finetune-mbunet.yaml)")
+        return draw_batch(self.data.train, CALIBRATION_SEED, 0, CALIBRATION_IMAGES)
 
     # -- checkpoints -------------------------------------------------------------------------------------
     def save(self, path: str | Path | None = None) -> Path:

@@ -7,7 +7,8 @@ share the conv weights, the BatchNorms and the output conv; their module trees d
   FP  <block>.0.weight / <block>.1.<bn field>   (Sequential of Conv2d, BatchNorm2d, ReLU)
   Q   <block>.weight   / <block>.bn.<bn field>  (QuantConv)
 The FP transposed convs carry a bias where the quantized ones have a BatchNorm: the bias is dropped and the new
-BatchNorm starts fresh. A quantized model *file* holds folded thresholds and bits, not trainable weights.
+BatchNorm starts fresh. A quantized model *file* holds folded thresholds and bits, not trainable weights: it
+starts a quantized network through from_bits, which rebuilds weights with the same function.
 """
 from __future__ import annotations
 
@@ -31,34 +32,42 @@ def _quantized_key(fp_key: str) -> str:
     return f"{block}.{field}" if part == "0" else f"{block}.bn.{field}"
 
 
-def source_state(ref: str | Path) -> tuple[dict[str, torch.Tensor], bool, dict[str, str]]:
-    """Trainable tensors of a model file or checkpoint, whether they belong to a full-precision U-Net, and the
-    digest that names exactly these weights (a shipped name like `unet-fp-w32` outlives the file it named)."""
-    path = Path(ref)
-    if path.suffix in (".pt", ".pth"):
-        from .trainer import read_checkpoint
+def _checkpoint_state(path: Path) -> tuple[dict[str, torch.Tensor], bool, dict[str, str]]:
+    """A checkpoint's trainable tensors, whether they belong to a full-precision U-Net, and the file's digest."""
+    from .trainer import read_checkpoint
 
-        state = read_checkpoint(path)
-        with open(path, "rb") as f:  # streamed: a checkpoint is ~100 MB and its tensors are already in memory
-            digest = {"file_sha256": hashlib.file_digest(f, "sha256").hexdigest()}
-        return state["model"], not state["config"]["model"].get("quantized", True), digest
-    from ..modelfile import load_model
-
-    model = load_model(ref)
-    if model.arch.quantized:
-        raise MbunetError(f"--init {ref}: a {model.kind} model file holds folded thresholds and bits, not "
-                          f"trainable weights; start from a full-precision model or a training checkpoint")
-    arrays = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in model.arrays.items()}
-    return arrays, True, {"arrays_sha256": model.card["arrays_sha256"]}
+    state = read_checkpoint(path)
+    with open(path, "rb") as f:  # streamed: a checkpoint is ~100 MB and its tensors are already in memory
+        digest = {"file_sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+    return state["model"], not state["config"]["model"].get("quantized", True), digest
 
 
-def warm_start(model, ref: str | Path) -> dict:
-    """Copy every tensor of `ref` that the model has (same name after mapping, same shape) into it.
+def warm_start(model, ref: str | Path, calibration=None) -> dict:
+    """Copy every tensor of `ref` that the model has (same name after mapping, same shape) into it; a quantized
+    model file instead rebuilds the whole quantized network (from_bits), with BatchNorm statistics measured on
+    `calibration()`, which returns (images, labels) of the training data.
 
     Returns {"copied": [...], "fresh": [...], "digest": {...}}: the model's tensors taken from `ref`, the weights
-    and statistics left as initialised, and `ref`'s digest. Raises if nothing matches (another width or network).
+    and statistics left as initialised, and `ref`'s digest; "from_bits": True where a quantized file was rebuilt.
+    Raises if nothing matches (another width or network).
     """
-    source, from_fp, digest = source_state(ref)
+    if Path(ref).suffix in (".pt", ".pth"):
+        source, from_fp, digest = _checkpoint_state(Path(ref))
+    else:
+        from ..modelfile import load_model
+
+        loaded = load_model(ref)
+        digest = {"arrays_sha256": loaded.card["arrays_sha256"]}  # a shipped name outlives the file it named
+        if loaded.arch.quantized:
+            if not model.arch.quantized:
+                raise MbunetError(f"--init {ref}: a {loaded.kind} model file can start a quantized network only; "
+                                  f"start a full-precision one from a full-precision model or a checkpoint")
+            from .from_bits import load_from_bits
+
+            load_from_bits(model, loaded, calibration())
+            return {"copied": list(model.state_dict()), "fresh": [], "digest": digest, "from_bits": True}
+        source = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in loaded.arrays.items()}
+        from_fp = True
     rename = from_fp and model.arch.quantized
     mapped = {(_quantized_key(k) if rename else k): v for k, v in source.items()}
     target = model.state_dict()

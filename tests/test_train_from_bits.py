@@ -54,6 +54,7 @@ def _calibration(raw, n=6, seed=1):
 def _rebuilt_arrays(raw, model_file, calibration=None):
     model = UNet(_arch(raw))
     load_from_bits(model, model_file, calibration or _calibration(raw))
+    assert model.training  # calibrated in eval mode, handed back to training in training mode
     set_quant_mix(model, 1.0)
     return quantized_arrays(model.eval(), model.arch)[0]
 

@@ -53,6 +53,7 @@ def load_from_bits(model, model_file, calibration: tuple[np.ndarray, np.ndarray]
     from .trainer import to_input
 
     check_compatible(model_file, model.arch)
+    was_training = model.training   # calibration runs in eval mode; training must not go on in it
     mods, arrays = step_modules(model), model_file.arrays
     thresholds: dict[str, torch.Tensor] = {}   # per BatchNorm: where the file's threshold sits in its input's units
     with torch.no_grad():
@@ -74,6 +75,7 @@ def load_from_bits(model, model_file, calibration: tuple[np.ndarray, np.ndarray]
         for name, bn in bns.items():
             _set_threshold(bn, thresholds[name], means[name], variances[name])
         _output_conv(model, mods["out"], arrays["out.weight"], arrays["out.bias"], x, labels)
+    model.train(was_training)
 
 
 def _input_conv(conv_mod, u_int: np.ndarray, thr: np.ndarray) -> torch.Tensor:

@@ -151,8 +151,10 @@ def test_cli_fine_tunes_a_quantized_file_and_the_card_names_it(tree, tmp_path, c
     assert cli(["train", "--config", str(recipe), "--stamps", str(tree[0]), "--backgrounds", str(tree[1]),
                 "--out", str(out), "--no-progress", "--device", "cpu", "--export-final", str(model)]) == 0
     assert "as trainable weights with the same function" in capsys.readouterr().out
-    assert read_checkpoint(out / CHECKPOINT)["init_digest"] == {"arrays_sha256": source.card["arrays_sha256"]}
-    assert source.card["arrays_sha256"] in (tmp_path / "ft.md").read_text()
+    digest = read_checkpoint(out / CHECKPOINT)["init_digest"]
+    assert digest == {"arrays_sha256": source.card["arrays_sha256"], "rebuilt_from": "mbunet"}
+    assert (f"(a quantized model file (kind mbunet), rebuilt as trainable weights with its function; its arrays_sha256 "
+            f"{source.card['arrays_sha256']})") in (tmp_path / "ft.md").read_text()
 
 
 def test_a_recipe_that_starts_in_full_precision_is_refused(tree, tmp_path):

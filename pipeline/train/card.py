@@ -39,9 +39,12 @@ def card_markdown(card: dict) -> str:
         f"{t.get('grad_clip', '?')}, BCE + Dice; {train.get('seconds', '?')} s on {train.get('device', '?')}",
     ]
     if t.get("init"):
-        digest = "".join(f"; its {key} {value}" for key, value in train.get("init_digest", {}).items())
-        lines.append(f"- initialised from `{t['init']}` (trained weights, copied where the networks share "
-                     f"them{digest}), not from random weights")
+        source = dict(train.get("init_digest", {}))
+        rebuilt = source.pop("rebuilt_from", None)
+        digest = "".join(f"; its {key} {value}" for key, value in source.items())
+        how = (f"a quantized model file (kind {rebuilt}), rebuilt as trainable weights with its function"
+               if rebuilt else "trained weights, copied where the networks share them")
+        lines.append(f"- initialised from `{t['init']}` ({how}{digest}), not from random weights")
     if t.get("teacher"):
         lines.append(f"- distilled from `{t['teacher']}`: the loss adds {t.get('distill_weight', 1.0)} x the "
                      "cross-entropy to that full-precision model's soft output")

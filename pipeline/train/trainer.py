@@ -112,7 +112,9 @@ class Trainer:
         # another --steps re-spreads the schedule's phases, so the card must say where each schedule began and
         # ended, and what it trained with.
         self.stages: list[dict] = []
-        self.init_digest: dict[str, str] = {}   # the digest of the weights train.init copied, for the card
+        # the digest of the weights train.init copied (and, for a quantized file, "rebuilt_from": its kind), for
+        # the card
+        self.init_digest: dict[str, str] = {}
         self.last_val: Scores | None = None
 
     @property

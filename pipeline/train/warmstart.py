@@ -65,6 +65,8 @@ def warm_start(model, ref: str | Path, calibration=None) -> dict:
             from .from_bits import load_from_bits
 
             load_from_bits(model, loaded, calibration())
+            # the card says the weights were rebuilt, not copied, and from which kind of network
+            digest["rebuilt_from"] = loaded.kind
             return {"copied": list(model.state_dict()), "fresh": [], "digest": digest, "from_bits": True}
         source = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in loaded.arrays.items()}
         from_fp = True

@@ -127,14 +127,18 @@ def test_joules_per_image_and_ratios(tiny):
     assert r.watts == pytest.approx(6.0) and r.idle_watts == 3.5 and r.power_source == "fixed"
 
 
-def test_short_power_windows_are_flagged_only_below_min_window(tiny):
+def test_short_power_windows_are_flagged_only_below_min_window(tiny, monkeypatch):
     frames = bench.random_frames(tiny.arch.input_size, SETTINGS.batch, seed=0)
     meter = FixedMeter(joules=1.0, seconds=0.1, idle=0.0)
-    _, notes = bench.run_bench(tiny, frames, ["reference"], SETTINGS, meter)  # 3 iterations of a few ms
-    assert any(n.startswith("energy windows under 1 s (reference)") for n in notes)
+    with monkeypatch.context() as patched:  # a window shorter than any machine's, however loaded
+        patched.setattr(bench, "MIN_WINDOW_S", 1e6)
+        _, notes = bench.run_bench(tiny, frames, ["reference"], SETTINGS, meter)  # 3 iterations of a few ms
+    assert any(n.startswith("energy windows under 1e+06 s (reference)") for n in notes)
     rows, notes = bench.run_bench(tiny, frames, ["reference"], replace(SETTINGS, min_seconds=bench.MIN_WINDOW_S),
                                   meter)
-    assert rows[0].iters > SETTINGS.iters and not any("energy windows" in n for n in notes)
+    # more iterations than asked, unless the asked ones already filled the window (a loaded machine)
+    filled = rows[0].ms_median * SETTINGS.iters >= bench.MIN_WINDOW_S * 1e3
+    assert (rows[0].iters > SETTINGS.iters or filled) and not any("energy windows" in n for n in notes)
 
 
 def test_joules_per_image_is_window_watts_times_timed_seconds():

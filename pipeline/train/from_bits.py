@@ -106,7 +106,7 @@ def _quantized_conv(mod, q: np.ndarray, thr: np.ndarray) -> torch.Tensor:
 
 
 def _with_constants(t: torch.Tensor, thr: np.ndarray) -> torch.Tensor:
-    """Channels the file holds constant are marked +inf (always +1) or -inf (always -1)."""
+    """Channels the file holds constant get the threshold -inf (always +1) or +inf (always -1)."""
     t = t.clone()
     t[torch.from_numpy(thr == ALWAYS_ON)] = -math.inf
     t[torch.from_numpy(thr == ALWAYS_OFF)] = math.inf
@@ -149,8 +149,9 @@ def _input_statistics(model, bns: dict, batches: list[torch.Tensor]) -> tuple[di
 
 def _output_conv(model, outc, w_int: np.ndarray, b_int: np.ndarray, batches: list[torch.Tensor],
                  labels: np.ndarray) -> None:
-    """logit = (w_int . a + b_int) / s: the mask ignores s > 0, the loss does not. s is the grid value (powers of
-    2 around the integer logits' spread) with the lowest segmentation loss on the calibration labels."""
+    """logit = (w_int . a + b_int) / s: the mask ignores s > 0, the loss does not. s is the grid value (1/16 to 16
+    times the integer logits' spread, in quarter powers of 2) with the lowest segmentation loss on the calibration
+    labels."""
     outc.weight.copy_(torch.from_numpy(w_int.astype(np.float32))[:, :, None, None])
     outc.bias.copy_(torch.from_numpy(b_int.astype(np.float32)))
     raw = torch.cat([model(x) for x in batches]).double()

@@ -164,3 +164,20 @@ def test_a_recipe_that_starts_in_full_precision_is_refused(tree, tmp_path):
     trainer = Trainer(cfg, composite_data(*tree, cfg), torch.device("cpu"), tmp_path / "run")
     with pytest.raises(ConfigError, match="warmup 0 and train.ramp 0"):
         trainer.warm_start()
+
+
+@pytest.mark.parametrize("statistics", ["frozen", "batch"])
+def test_frozen_batchnorm_statistics_stay_put_while_the_weights_train(tree, tmp_path, statistics):
+    cfg = config_from_dict({**MBU, "train": {**MBU["train"], "bn_statistics": statistics, "val_every": 1}})
+    trainer = Trainer(cfg, composite_data(*tree, cfg), torch.device("cpu"), tmp_path)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit(progress=False)  # two steps, validation after each (which switches the model to eval and back)
+    after = trainer.model.state_dict()
+    running = [k for k in before if "running_" in k]
+    assert all(torch.equal(before[k], after[k]) for k in running) == (statistics == "frozen")
+    assert not torch.equal(before["inc.1.weight"], after["inc.1.weight"])
+
+
+def test_an_unknown_batchnorm_statistics_setting_is_refused():
+    with pytest.raises(ConfigError, match="train.bn_statistics 'moving'"):
+        config_from_dict({**MBU, "train": {**MBU["train"], "bn_statistics": "moving"}})

@@ -127,7 +127,7 @@ def test_card_records_each_schedule_the_run_followed(data, tmp_path):
     assert [(s["start"], s["end"], s["steps"]) for s in stages] == [(0, 3, 3), (3, 5, 5)]
     card = (tmp_path / "tiny.md").read_text()
     assert "steps 0-3 of a 3-step schedule" in card and "steps 3-5 of a 5-step schedule" in card
-    assert "--steps 3 --activation-grad ste --export" in card and "--resume runs/train/tiny/last.pt" in card
+    assert "--steps 3 --lr 0.001 --activation-grad ste --export" in card and "--resume runs/train/tiny/last.pt" in card
 
 
 def test_a_resume_that_changes_the_activation_gradient_starts_a_stage_the_card_names(data, tmp_path):
@@ -143,7 +143,7 @@ def test_a_resume_that_changes_the_activation_gradient_starts_a_stage_the_card_n
     assert re.search(r"steps 0-1 of a 2-step schedule, \d+ s; steps 1-2 of a 2-step schedule, activation "
                      r"gradient approxsign, \d+ s", card)
     first_command, resumed = card.split("Reproduce: ")[1].split(", then ")
-    assert "--steps 2 --activation-grad ste --export" in first_command  # whatever the recipe file now says
+    assert "--steps 2 --lr 0.001 --activation-grad ste --export" in first_command  # whatever the recipe file says
     assert first_command.endswith("(stopped at step 1, with --minutes)")
     assert "--steps 2 --activation-grad approxsign --export" in resumed and "stopped" not in resumed
 

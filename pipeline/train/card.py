@@ -36,7 +36,9 @@ def card_markdown(card: dict) -> str:
         f"- training: exported at step {train.get('steps', '?')} of {t.get('steps', '?')}, batch {t.get('batch', '?')}"
         + (f" (random {t['crop'][1]}x{t['crop'][0]} crops)" if t.get("crop") else "")
         + f", {t.get('optimizer', '?')} lr {t.get('lr', '?')} ({t.get('lr_schedule', '?')}), grad clip "
-        f"{t.get('grad_clip', '?')}, BCE + Dice; {train.get('seconds', '?')} s on {train.get('device', '?')}",
+        f"{t.get('grad_clip', '?')}, BCE + Dice"
+        + ("; BatchNorm statistics frozen" if t.get("bn_statistics") == "frozen" else "")
+        + f"; {train.get('seconds', '?')} s on {train.get('device', '?')}",
     ]
     if t.get("init"):
         source = dict(train.get("init_digest", {}))
@@ -89,7 +91,8 @@ def _stage_text(stage: dict) -> str:
 
 
 def _reproduce(card: dict, t: dict, settings: list[dict]) -> str:
-    """The command(s) that trained this model: one `train`, then one `train --resume` per later stage."""
+    """The command(s) that trained this model: one `train`, then one `train --resume` per later stage. The first
+    names the learning rate, which a run may have set with --lr instead of its recipe file."""
     name = card.get("name", "model")
     final = card.get("training", {}).get("selection") == "final"
     # The best-validated export can come from any stage, so every command names it; the end of the schedule is
@@ -105,7 +108,7 @@ def _reproduce(card: dict, t: dict, settings: list[dict]) -> str:
         grad = stage["activation_grad"]
         if i == 0:
             command = ("mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds DIR "
-                       f"--steps {first}" + (f" --init {t['init']}" if t.get("init") else ""))
+                       f"--steps {first} --lr {t.get('lr', '?')}" + (f" --init {t['init']}" if t.get("init") else ""))
         else:
             command = (f"mbunet train --resume runs/train/{name}/last.pt --stamps DIR --backgrounds DIR "
                        f"--steps {stage['steps']}")

@@ -15,6 +15,7 @@ from .composite import CompositeRecipe
 from .schedule import LR_KINDS, RAMPS, Phases
 
 OPTIMIZERS = ("adam", "rmsprop")
+BN_STATISTICS = ("batch", "frozen")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class TrainSpec:
     teacher: str = ""          # distil from this FP model file (shipped name or path); "" = labels only
     distill_weight: float = 1.0  # loss = BCE + Dice on the labels + distill_weight * cross-entropy to the teacher
     activation_grad: str = "ste"  # binary activations' surrogate gradient: "ste" (clipped identity) or "approxsign"
+    # "batch": BatchNorm normalises with each batch's statistics and updates its running ones (the usual);
+    # "frozen": it keeps its running statistics as they are, so every step trains the function the model file
+    # will compute (fine-tuning a rebuilt quantized file, whose statistics were measured on whole images)
+    bn_statistics: str = "batch"
 
     def phases(self) -> Phases:
         return Phases(self.steps, self.warmup, self.ramp, self.ramp_shape)
@@ -91,6 +96,8 @@ class TrainConfig:
                               f"{t.val_every}")
         if t.activation_grad not in ACTIVATION_GRADS:
             raise ConfigError(f"train.activation_grad {t.activation_grad!r}; valid: {', '.join(ACTIVATION_GRADS)}")
+        if t.bn_statistics not in BN_STATISTICS:
+            raise ConfigError(f"train.bn_statistics {t.bn_statistics!r}; valid: {', '.join(BN_STATISTICS)}")
         if t.distill_weight < 0:
             raise ConfigError(f"train.distill_weight must be >= 0, got {t.distill_weight}")
         if not 0 < self.model.mask_delta < 3:

@@ -190,6 +190,10 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = learning_rate(self.step, self.phases, t.lr, t.lr_schedule)
         set_quant_mix(self.model, self.mix())
+        if t.bn_statistics == "frozen":  # every step: validation hands the model back in training mode
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
         images, masks = draw_batch(self.data.train, t.seed, self.step * t.batch, t.batch)
         if t.crop:
             images, masks = random_crop(images, masks, t.crop, np.random.default_rng([t.seed, self.step]))

@@ -14,7 +14,7 @@ from pipeline.modelfile import load_model, save_model
 from pipeline.nn import UNet, set_quant_mix
 from pipeline.train.config import config_from_dict
 from pipeline.train.data import composite_data
-from pipeline.train.from_bits import load_from_bits
+from pipeline.train.from_bits import check_compatible, load_from_bits
 from pipeline.train.trainer import CHECKPOINT, Trainer, read_checkpoint, to_input
 from train_fixtures import make_composite_tree
 
@@ -181,3 +181,13 @@ def test_frozen_batchnorm_statistics_stay_put_while_the_weights_train(tree, tmp_
 def test_an_unknown_batchnorm_statistics_setting_is_refused():
     with pytest.raises(ConfigError, match="train.bn_statistics 'moving'"):
         config_from_dict({**MBU, "train": {**MBU["train"], "bn_statistics": "moving"}})
+
+
+def test_the_shipped_fine_tune_recipe_starts_binarised_from_the_shipped_mbunet_with_frozen_statistics():
+    from pipeline.config import CONFIG_DIR
+    from pipeline.train.config import load_config
+
+    cfg = load_config(CONFIG_DIR / "train-finetune-mbunet.yaml")
+    t = cfg.train
+    assert (t.init, t.warmup, t.ramp, t.bn_statistics) == ("mbunet-w32", 0.0, 0.0, "frozen")
+    check_compatible(load_model(t.init), cfg.model.architecture())

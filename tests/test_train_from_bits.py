@@ -16,7 +16,7 @@ from pipeline.train.config import config_from_dict
 from pipeline.train.data import composite_data
 from pipeline.train.from_bits import check_compatible, load_from_bits
 from pipeline.train.trainer import CHECKPOINT, Trainer, read_checkpoint, to_input
-from train_fixtures import make_composite_tree
+from train_fixtures import make_composite_tree, make_folder_pairs
 
 # width 5: channel counts 5..80, none a multiple of 32; 48x32 input: odd sizes after the last pooling (3x2)
 MBU = {"name": "tiny-mbu", "model": {"width": 5, "input_size": [32, 48], "masked": ["up-CT1", "down-C2", "up-C4"]},
@@ -191,3 +191,18 @@ def test_the_shipped_fine_tune_recipe_starts_binarised_from_the_shipped_mbunet_w
     t = cfg.train
     assert (t.init, t.warmup, t.ramp, t.bn_statistics) == ("mbunet-w32", 0.0, 0.0, "frozen")
     check_compatible(load_model(t.init), cfg.model.architecture())
+
+
+def test_cli_fine_tunes_on_a_folder_of_images_and_masks(tmp_path):
+    """The README's user case: the shipped kind of file, the user's own labelled images (any size, resized)."""
+    _trained_like_file(MBU, tmp_path / "start.safetensors")
+    images, masks = make_folder_pairs(tmp_path, n=4)
+    recipe = tmp_path / "ft.yaml"
+    recipe.write_text(json.dumps({**MBU, "train": {**MBU["train"], "init": str(tmp_path / "start.safetensors"),
+                                                   "bn_statistics": "frozen"}}))
+    model = tmp_path / "mine.safetensors"
+    assert cli(["train", "--config", str(recipe), "--images", str(images), "--masks", str(masks), "--out",
+                str(tmp_path / "run"), "--no-progress", "--device", "cpu", "--export-final", str(model)]) == 0
+    card = load_model(model).card
+    assert card["training"]["steps"] == 2 and card["training"]["init_digest"]["rebuilt_from"] == "mbunet"
+    assert "BatchNorm statistics frozen" in (tmp_path / "mine.md").read_text()

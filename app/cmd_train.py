@@ -85,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
         trainer.load(args.resume)
     elif cfg.train.init:
         started = trainer.warm_start()
-        if started.get("from_bits"):
+        if "rebuilt_from" in started["digest"]:
             print(f"rebuilt {cfg.train.init} as trainable weights with the same function (BatchNorm statistics "
                   f"from {CALIBRATION_IMAGES} training samples)", flush=True)
         else:

@@ -46,7 +46,11 @@ def _trained_like_file(raw, path, seed=0):
 
 
 def _calibration(raw, n=6, seed=1):
-    h, w = raw["model"]["input_size"]
+    return _random_samples(*raw["model"]["input_size"], n, seed)
+
+
+def _random_samples(h, w, n, seed):
+    """(images, labels) of random pixels: the eval-mode function a rebuild gives back does not depend on them."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8), rng.integers(0, 2, (n, h, w), dtype=np.uint8)
 
@@ -131,9 +135,7 @@ def test_the_output_scale_is_fitted_to_the_calibration_labels(tmp_path):
 def test_a_shipped_model_rebuilds_to_its_own_arrays(name):
     shipped = load_model(name)
     model = UNet(shipped.arch)
-    h, w = shipped.arch.input_size
-    rng = np.random.default_rng(0)
-    load_from_bits(model, shipped, (rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8), np.zeros((2, h, w), np.uint8)))
+    load_from_bits(model, shipped, _random_samples(*shipped.arch.input_size, n=2, seed=0))
     set_quant_mix(model, 1.0)
     assert_same_arrays(quantized_arrays(model.eval(), model.arch)[0], shipped.arrays)
 

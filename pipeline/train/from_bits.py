@@ -23,7 +23,7 @@ from ..arch import plan
 from ..bits import planes_to_weights
 from ..errors import MbunetError
 from ..export import ALWAYS_OFF, ALWAYS_ON
-from ..nn import INPUT_WEIGHT_MAX, set_quant_mix, step_modules
+from ..nn import INPUT_WEIGHT_MAX, pixel_domain_weights, set_quant_mix, step_modules
 from .losses import segmentation_loss
 
 LATENT_MAGNITUDE = 0.05   # |latent weight|: inside the clipped STE's |w| <= 1, where a few hundred Adam steps flip it
@@ -89,16 +89,17 @@ def _input_conv(conv_mod, u_int: np.ndarray, thr: np.ndarray) -> torch.Tensor:
     lam = INPUT_WEIGHT_PEAK / (INPUT_WEIGHT_MAX * 255.0 * float(std.max()))
     w = u * 255.0 * std * lam
     conv_mod.conv.weight.copy_(w.float())
-    k = -(w * (mean / std)).sum(dim=(1, 2, 3))
+    _, _, k = pixel_domain_weights(w, mean, std)
     return _with_constants(lam * (torch.from_numpy(thr.astype(np.float64)) - 0.5) + k, thr)
 
 
 def _quantized_conv(mod, q: np.ndarray, thr: np.ndarray) -> torch.Tensor:
     """Latent weights q * LATENT_MAGNITUDE; the layer computes alpha * dot with alpha = the channel's mean |w|."""
     w = torch.from_numpy(q.astype(np.float64)) * LATENT_MAGNITUDE              # [Cout, kh, kw, Cin]
-    if mod.kind == "masked" and mod.mask_delta * float(np.mean(q != 0)) >= 1:
+    nonzero = float(np.mean(q != 0))
+    if mod.kind == "masked" and mod.mask_delta * nonzero >= 1:
         raise MbunetError(f"--init: mask_delta {mod.mask_delta} would zero every weight of a layer that is "
-                          f"{np.mean(q != 0):.0%} nonzero in the file; use the recipe's mask_delta of the file")
+                          f"{nonzero:.0%} nonzero in the file; use the recipe's mask_delta of the file")
     alpha = w.abs().mean(dim=(1, 2, 3))
     mod.weight.copy_((w.permute(3, 0, 1, 2) if mod.transposed else w.permute(0, 3, 1, 2)).float())
     thr = np.where(alpha.numpy() > 0, thr, np.where(thr <= 0, ALWAYS_ON, ALWAYS_OFF))  # no weights: dot is 0

@@ -48,7 +48,7 @@ def warm_start(model, ref: str | Path, calibration=None) -> dict:
     `calibration()`, which returns (images, labels) of the training data.
 
     Returns {"copied": [...], "fresh": [...], "digest": {...}}: the model's tensors taken from `ref`, the weights
-    and statistics left as initialised, and `ref`'s digest; "from_bits": True where a quantized file was rebuilt.
+    and statistics left as initialised, and `ref`'s digest (with "rebuilt_from" where a quantized file was rebuilt).
     Raises if nothing matches (another width or network).
     """
     if Path(ref).suffix in (".pt", ".pth"):
@@ -67,7 +67,7 @@ def warm_start(model, ref: str | Path, calibration=None) -> dict:
             load_from_bits(model, loaded, calibration())
             # the card says the weights were rebuilt, not copied, and from which kind of network
             digest["rebuilt_from"] = loaded.kind
-            return {"copied": list(model.state_dict()), "fresh": [], "digest": digest, "from_bits": True}
+            return {"copied": list(model.state_dict()), "fresh": [], "digest": digest}
         source = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in loaded.arrays.items()}
         from_fp = True
     rename = from_fp and model.arch.quantized

@@ -80,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
     data = select_data(cfg, args.stamps, args.backgrounds, args.images, args.masks, args.val_images, args.val_masks)
     # a resumed run keeps writing beside its checkpoint unless told otherwise
     out = args.out or (Path(args.resume).parent if args.resume else Path("runs", "train", cfg.name))
-    trainer = Trainer(cfg, data, pick_device(args.device), out)
+    trainer = Trainer(cfg, data, pick_device(args.device), out, recipe_file=args.config or "")
     if args.resume:
         trainer.load(args.resume)
     elif cfg.train.init:

@@ -207,4 +207,7 @@ def test_cli_fine_tunes_on_a_folder_of_images_and_masks(tmp_path):
                 str(tmp_path / "run"), "--no-progress", "--device", "cpu", "--export-final", str(model)]) == 0
     card = load_model(model).card
     assert card["training"]["steps"] == 2 and card["training"]["init_digest"]["rebuilt_from"] == "mbunet"
-    assert "BatchNorm statistics frozen" in (tmp_path / "mine.md").read_text()
+    text = (tmp_path / "mine.md").read_text()
+    assert "BatchNorm statistics frozen" in text
+    # the card tells the user how to train it again: their recipe file and the folder flags, not composites
+    assert f"`mbunet train --config {recipe} --images DIR --masks DIR --steps 2 " in text

@@ -18,7 +18,7 @@ from pipeline.errors import ConfigError, MbunetError
 from pipeline.modelfile import load_model
 from pipeline.train.card import _stopped_early
 from pipeline.train.config import config_from_dict
-from pipeline.train.data import composite_data
+from pipeline.train.data import composite_data, folder_data
 from pipeline.train.evaluate import evaluate
 from pipeline.train.folders import write_folder
 from pipeline.train.trainer import CHECKPOINT, Trainer, pick_device, read_checkpoint
@@ -108,7 +108,9 @@ def test_activation_gradient_flag_reaches_the_recipe_the_model_and_the_card(tree
                 "--activation-grad", "approxsign", "--steps", "1", "--val-every", "1", "--out", str(out),
                 "--no-progress", "--export", str(model)]) == 0
     assert read_checkpoint(out / CHECKPOINT)["config"]["train"]["activation_grad"] == "approxsign"
-    assert "activation gradient approxsign" in (tmp_path / "m.md").read_text()
+    text = (tmp_path / "m.md").read_text()
+    assert "activation gradient approxsign" in text
+    assert f"`mbunet train --config {recipe} --stamps DIR --backgrounds DIR --steps 1 " in text
     t = _trainer(data, tmp_path / "t", activation_grad="approxsign")
     assert {m.activation_grad for m in t.model.modules() if hasattr(m, "activation_grad")} == {"approxsign"}
 
@@ -146,6 +148,29 @@ def test_a_resume_that_changes_the_activation_gradient_starts_a_stage_the_card_n
     assert "--steps 2 --lr 0.001 --activation-grad ste --export" in first_command  # whatever the recipe file says
     assert first_command.endswith("(stopped at step 1, with --minutes)")
     assert "--steps 2 --activation-grad approxsign --export" in resumed and "stopped" not in resumed
+
+
+def test_a_resume_on_other_data_starts_a_stage_whose_command_names_that_data(data, tmp_path):
+    """Composites first, then the user's own folders: each command of the reproduce line carries its own data
+    flags, and only a run started from a recipe file names that file."""
+    first = Trainer(config_from_dict({**TINY, "train": {**TINY["train"], "steps": 2}}), data, torch.device("cpu"),
+                    tmp_path, recipe_file="recipes/mine.yaml")
+    first.fit(progress=False)
+    folders = folder_data(*make_folder_pairs(tmp_path / "own"), config_from_dict(TINY))
+    second = _trainer(folders, tmp_path, steps=2)
+    second.load(tmp_path / CHECKPOINT)
+    second.fit(progress=False)  # nothing left to train: no new stage, whatever the data
+    assert len(second.stages) == 1
+    third = _trainer(folders, tmp_path, steps=4, val_every=4)
+    third.load(tmp_path / CHECKPOINT)
+    third.fit(progress=False, export_final=tmp_path / "tiny.safetensors")
+    stages = load_model(tmp_path / "tiny.safetensors").card["training"]["stages"]
+    assert [(s["end"], s["data_flags"], s.get("recipe_file")) for s in stages] == [
+        (2, "--stamps DIR --backgrounds DIR", "recipes/mine.yaml"), (4, "--images DIR --masks DIR", None)]
+    first_command, resumed = (tmp_path / "tiny.md").read_text().split("Reproduce: ")[1].split(", then ")
+    assert first_command.startswith("`mbunet train --config recipes/mine.yaml --stamps DIR --backgrounds DIR "
+                                    "--steps 2 ")
+    assert resumed.startswith("`mbunet train --resume runs/train/tiny/last.pt --images DIR --masks DIR --steps 4")
 
 
 def test_the_reproduce_line_says_why_a_stage_stopped_where_the_record_knows():

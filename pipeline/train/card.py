@@ -70,8 +70,13 @@ def card_markdown(card: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-# What a stage records besides its steps and time, and the value a record from before 2026-12-05 implies.
-STAGE_DEFAULTS = {"teacher": "", "activation_grad": "ste"}
+# What a stage records besides its steps and time, and the value an older record implies: before 2026-12-05 no
+# teacher and the clipped identity, and before 2026-12-06 composites (every model trained until then was).
+STAGE_DEFAULTS = {"teacher": "", "activation_grad": "ste", "data_flags": "--stamps DIR --backgrounds DIR"}
+#: a resumed run starts a new stage where one of these differs from its last stage
+STAGE_SETTINGS = ("steps", *STAGE_DEFAULTS)
+#: the first command of a reproduce line where the stage does not record its recipe file (before 2026-12-06)
+RECIPE_PLACEHOLDER = "configs/train-<fp|mbunet|binary>.yaml"
 
 
 def complete_stages(stages: list[dict], train_recipe: dict) -> list[dict]:
@@ -107,10 +112,11 @@ def _reproduce(card: dict, t: dict, settings: list[dict]) -> str:
     for i, stage in enumerate(settings):
         grad = stage["activation_grad"]
         if i == 0:
-            command = ("mbunet train --config configs/train-<fp|mbunet|binary>.yaml --stamps DIR --backgrounds DIR "
-                       f"--steps {first} --lr {t.get('lr', '?')}" + (f" --init {t['init']}" if t.get("init") else ""))
+            command = (f"mbunet train --config {stage.get('recipe_file') or RECIPE_PLACEHOLDER} "
+                       f"{stage['data_flags']} --steps {first} --lr {t.get('lr', '?')}"
+                       + (f" --init {t['init']}" if t.get("init") else ""))
         else:
-            command = (f"mbunet train --resume runs/train/{name}/last.pt --stamps DIR --backgrounds DIR "
+            command = (f"mbunet train --resume runs/train/{name}/last.pt {stage['data_flags']} "
                        f"--steps {stage['steps']}")
         command += ((f" --teacher {stage['teacher']}" if stage["teacher"] else "")
                     + (f" --activation-grad {grad}" if grad != previous else "")

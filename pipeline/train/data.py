@@ -24,6 +24,10 @@ class TrainData:
     val_images: np.ndarray        # uint8 [N, H, W, 3] at the model input size
     val_masks: np.ndarray         # uint8 [N, H, W] labels
     description: str
+    flags: str                    # the data flags of `mbunet train` that name this source, for a card's reproduce line
+
+
+COMPOSITE_FLAGS = "--stamps DIR --backgrounds DIR"
 
 
 def _split(root: str | Path, part: str) -> Path:
@@ -51,7 +55,7 @@ def composite_data(stamps: str | Path, backgrounds: str | Path, cfg: TrainConfig
             f"{len(train.backgrounds)} frames from {Path(backgrounds).resolve()}/train "
             f"(1..{recipe.max_objects} objects, scale/rotation/flip/jitter/blur/occlusion/off-edge{bare}); "
             f"validation: {len(images)} fixed composites (seed {cfg.data.val_seed}) of val objects on val frames")
-    return TrainData(train, images, masks, desc)
+    return TrainData(train, images, masks, desc, COMPOSITE_FLAGS)
 
 
 def folder_data(images: str | Path, masks: str | Path, cfg: TrainConfig,
@@ -71,7 +75,8 @@ def folder_data(images: str | Path, masks: str | Path, cfg: TrainConfig,
         val = FolderSamples(pair_folders(val_images, val_masks), size, classes)
         held = f"validation: {len(val)} pairs from {Path(val_images).resolve()}"
     vi, vm = val.fixed()
-    return TrainData(train, vi, vm, f"image folders: {len(train)} pairs from {Path(images).resolve()}; {held}")
+    flags = "--images DIR --masks DIR" + ("" if val_images is None else " --val-images DIR --val-masks DIR")
+    return TrainData(train, vi, vm, f"image folders: {len(train)} pairs from {Path(images).resolve()}; {held}", flags)
 
 
 def select_data(cfg: TrainConfig, stamps: str | None = None, backgrounds: str | None = None,

@@ -25,7 +25,7 @@ from ..export import export_model
 from ..modelfile import read_card
 from ..nn import UNet, set_activation_grad, set_quant_mix, zero_fractions
 from ..signals import StopOnSignals
-from .card import complete_stages, run_history, write_card
+from .card import STAGE_SETTINGS, complete_stages, run_history, write_card
 from .composite import draw_batch
 from .config import TrainConfig, config_from_dict
 from .data import TrainData
@@ -90,7 +90,8 @@ CALIBRATION_SEED = 7919
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, data: TrainData, device: torch.device, out_dir: str | Path) -> None:
+    def __init__(self, cfg: TrainConfig, data: TrainData, device: torch.device, out_dir: str | Path,
+                 recipe_file: str = "") -> None:
         self.cfg, self.data, self.device = cfg, data, device
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -108,10 +109,12 @@ class Trainer:
         self.exported_step: int | None = None   # step of this session's latest export, if any
         self.stopped_by_signal = False          # fit() ended by Ctrl-C/SIGTERM (with a checkpoint)
         # One entry per schedule the run followed: {"start", "end", "steps", "teacher", "activation_grad",
-        # "seconds"}, and "stopped" ("minutes" or "signal") while it ends before its schedule does. Resuming with
-        # another --steps re-spreads the schedule's phases, so the card must say where each schedule began and
-        # ended, and what it trained with.
+        # "data_flags", "seconds"}, "recipe_file" in the first where the run began from one, and "stopped"
+        # ("minutes" or "signal") while it ends before its schedule does. Resuming with another --steps re-spreads
+        # the schedule's phases, so the card must say where each schedule began and ended, and what it trained
+        # with and on.
         self.stages: list[dict] = []
+        self.recipe_file = recipe_file  # the --config file a new run starts from, for the reproduce line
         # the digest of the weights train.init copied (and, for a quantized file, "rebuilt_from": its kind), for
         # the card
         self.init_digest: dict[str, str] = {}
@@ -175,15 +178,18 @@ class Trainer:
         return quant_mix(self.step, self.phases) if self.arch.quantized else 1.0
 
     def begin_stage(self) -> None:
-        """A new stage when the schedule's length, the teacher or the activation gradient changed; a plain resume
-        after an interruption continues the current one, and so does a resume with nothing left to train."""
+        """A new stage when the schedule's length, the teacher, the activation gradient or the data flags changed; a
+        plain resume after an interruption continues the current one, and so does a resume with nothing left to
+        train."""
         t = self.cfg.train
-        steps, teacher, grad = t.steps, t.teacher, t.activation_grad
+        setting = {"steps": t.steps, "teacher": t.teacher, "activation_grad": t.activation_grad,
+                   "data_flags": self.data.flags}
         last = self.stages[-1] if self.stages else None
-        if last is None or ((last["steps"], last["teacher"], last["activation_grad"]) != (steps, teacher, grad)
-                            and self.step < steps):
-            self.stages.append({"start": self.step, "end": self.step, "steps": steps, "teacher": teacher,
-                                "activation_grad": grad, "seconds": 0.0})
+        if last is None and self.recipe_file:
+            setting["recipe_file"] = self.recipe_file
+        changed = last is not None and any(last[key] != setting[key] for key in STAGE_SETTINGS)
+        if last is None or (changed and self.step < t.steps):
+            self.stages.append({"start": self.step, "end": self.step, **setting, "seconds": 0.0})
 
     def train_step(self) -> float:
         t = self.cfg.train

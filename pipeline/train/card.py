@@ -70,12 +70,13 @@ def card_markdown(card: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-# What a stage records besides its steps and time, and the value an older record implies: before 2026-12-05 no
-# teacher and the clipped identity, and before 2026-12-06 composites (every model trained until then was).
+# What a stage records besides its steps and time, and the value an older record implies: no teacher and the
+# clipped identity (records before 2026-12-05), composites (records before the data flags, 2026-12-05: every model
+# trained until then was).
 STAGE_DEFAULTS = {"teacher": "", "activation_grad": "ste", "data_flags": "--stamps DIR --backgrounds DIR"}
 #: a resumed run starts a new stage where one of these differs from its last stage
 STAGE_SETTINGS = ("steps", *STAGE_DEFAULTS)
-#: the first command of a reproduce line where the stage does not record its recipe file (before 2026-12-06)
+#: the first command's recipe where the first stage does not record its file (records before 2026-12-05's)
 RECIPE_PLACEHOLDER = "configs/train-<fp|mbunet|binary>.yaml"
 
 

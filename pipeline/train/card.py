@@ -76,7 +76,7 @@ def card_markdown(card: dict) -> str:
 STAGE_DEFAULTS = {"teacher": "", "activation_grad": "ste", "data_flags": "--stamps DIR --backgrounds DIR"}
 #: a resumed run starts a new stage where one of these differs from its last stage
 STAGE_SETTINGS = ("steps", *STAGE_DEFAULTS)
-#: the first command's recipe where the first stage does not record its file (records before 2026-12-05's)
+#: the first command's recipe file where the first stage does not record it (older records)
 RECIPE_PLACEHOLDER = "configs/train-<fp|mbunet|binary>.yaml"
 
 

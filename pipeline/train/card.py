@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..arch import LAYERS, MASK_DELTA
+from .data import COMPOSITE_FLAGS
 
 
 def card_markdown(card: dict) -> str:
@@ -73,7 +74,7 @@ def card_markdown(card: dict) -> str:
 # What a stage records besides its steps and time, and the value an older record implies: no teacher and the
 # clipped identity (records before 2026-12-05), composites (records before the data flags, 2026-12-05: every model
 # trained until then was).
-STAGE_DEFAULTS = {"teacher": "", "activation_grad": "ste", "data_flags": "--stamps DIR --backgrounds DIR"}
+STAGE_DEFAULTS = {"teacher": "", "activation_grad": "ste", "data_flags": COMPOSITE_FLAGS}
 #: a resumed run starts a new stage where one of these differs from its last stage
 STAGE_SETTINGS = ("steps", *STAGE_DEFAULTS)
 #: the first command's recipe file where the first stage does not record it (older records)

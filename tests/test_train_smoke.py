@@ -48,9 +48,9 @@ def _recipe_file(folder):
     return path
 
 
-def _trainer(data, out, **train) -> Trainer:
+def _trainer(data, out, recipe_file="", **train) -> Trainer:
     raw = {**TINY, "train": {**TINY["train"], **train}}
-    return Trainer(config_from_dict(raw), data, torch.device("cpu"), out)
+    return Trainer(config_from_dict(raw), data, torch.device("cpu"), out, recipe_file=recipe_file)
 
 
 def test_three_steps_give_a_finite_loss_and_a_checkpoint(data, tmp_path):
@@ -153,8 +153,7 @@ def test_a_resume_that_changes_the_activation_gradient_starts_a_stage_the_card_n
 def test_a_resume_on_other_data_starts_a_stage_whose_command_names_that_data(data, tmp_path):
     """Composites first, then the user's own folders: each command of the reproduce line carries its own data
     flags, and only a run started from a recipe file names that file."""
-    first = Trainer(config_from_dict({**TINY, "train": {**TINY["train"], "steps": 2}}), data, torch.device("cpu"),
-                    tmp_path, recipe_file="recipes/mine.yaml")
+    first = _trainer(data, tmp_path, recipe_file="recipes/mine.yaml", steps=2)
     first.fit(progress=False)
     folders = folder_data(*make_folder_pairs(tmp_path / "own"), config_from_dict(TINY))
     second = _trainer(folders, tmp_path, steps=2)

@@ -11,13 +11,13 @@ import importlib
 import os
 import sys
 
-from pipeline.errors import MbunetError
+from mbunet.errors import MbunetError
 
 COMMANDS = ("run", "bench", "power", "train", "eval", "sweep", "cost", "models", "export", "build-kernels", "doctor")
 
 
 def _command_module(name: str):
-    return importlib.import_module(f"app.cmd_{name.replace('-', '_')}")
+    return importlib.import_module(f"mbunet.app.cmd_{name.replace('-', '_')}")
 
 
 def build_parser() -> argparse.ArgumentParser:

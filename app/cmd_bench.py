@@ -33,9 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pipeline import bench
-    from pipeline.engines.base import list_engines
-    from pipeline.power import open_power_meter
+    from mbunet import bench
+    from mbunet.engines.base import list_engines
+    from mbunet.power import open_power_meter
 
     settings = bench.BenchSettings(args.batch, args.iters, args.warmup, args.idle_seconds, args.min_seconds)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()] if args.engines else list_engines()

@@ -19,14 +19,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from cudakernels.bmma.build import build
+    from mbunet.cudakernels.bmma.build import build
 
     archs = [a for item in args.arch or [] for a in item.split(",") if a.strip()]
     t0 = time.perf_counter()
     path = build(archs, force=args.force)
     print(f"built or cached in {time.perf_counter() - t0:.1f} s")
     if args.mma_bench:
-        from pipeline.engines.bmma import mma_bench
+        from mbunet.engines.bmma import mma_bench
 
         result = mma_bench(args.iters, path)
         if args.json:

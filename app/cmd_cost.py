@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from app.args import parse_size
-from pipeline.arch import Architecture, layer_costs
+from mbunet.app.args import parse_size
+from mbunet.arch import Architecture, layer_costs
 
 HELP = "per-layer ops, params, cost score and masking rank (paper Eq. 2, Table A.4)"
 
@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pipeline.errors import ConfigError
+    from mbunet.errors import ConfigError
 
     w, h = args.size
     try:

@@ -11,9 +11,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pipeline.doctor import engine_checks, environment_checks, power_check
-    from pipeline.engines.base import choose_engine
-    from pipeline.errors import EngineUnavailable
+    from mbunet.doctor import engine_checks, environment_checks, power_check
+    from mbunet.engines.base import choose_engine
+    from mbunet.errors import EngineUnavailable
 
     sections = [("environment", environment_checks()), ("engines", engine_checks()),
                 ("power", [power_check(args.sysfs_root)])]

@@ -24,11 +24,11 @@ def main(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from pipeline.errors import ConfigError
-    from pipeline.engines.base import engine_for
-    from pipeline.modelfile import DEFAULT_MODEL, load_model
-    from pipeline.train.evaluate import evaluate
-    from pipeline.train.metrics import paired_difference
+    from mbunet.errors import ConfigError
+    from mbunet.engines.base import engine_for
+    from mbunet.modelfile import DEFAULT_MODEL, load_model
+    from mbunet.train.evaluate import evaluate
+    from mbunet.train.metrics import paired_difference
 
     if args.batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {args.batch}")

@@ -13,8 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pipeline.export import export_checkpoint
-    from pipeline.modelfile import load_model
+    from mbunet.export import export_checkpoint
+    from mbunet.modelfile import load_model
 
     path = export_checkpoint(args.checkpoint, args.out, args.name)
     model = load_model(path)  # read back: what was written is a valid, verified model file

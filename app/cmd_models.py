@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pipeline.modelfile import WEIGHTS_DIR, model_summary, read_card, resolve_model, shipped_names
+    from mbunet.modelfile import WEIGHTS_DIR, model_summary, read_card, resolve_model, shipped_names
 
     if args.card:
         print(json.dumps(read_card(resolve_model(args.card)), indent=1))

@@ -16,8 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pipeline.errors import ConfigError
-    from pipeline.power import open_power_meter, watch
+    from mbunet.errors import ConfigError
+    from mbunet.power import open_power_meter, watch
 
     if args.seconds < 1:
         raise ConfigError(f"--seconds must be at least 1, got {args.seconds}")

@@ -61,8 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pipeline.config import RunConfig, load_config, override
-    from pipeline.session import run
+    from mbunet.config import RunConfig, load_config, override
+    from mbunet.session import run
 
     config = load_config(args.config) if args.config else RunConfig()
     top_level = ("model", "engine", "fit", "batch", "queue_size", "headless", "run_dir")

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_ks(text: str) -> list[int]:
-    from pipeline.errors import ConfigError
+    from mbunet.errors import ConfigError
 
     ks: list[int] = []
     try:
@@ -48,11 +48,11 @@ def main(args: argparse.Namespace) -> int:
 
     import torch
 
-    from pipeline.errors import ConfigError
-    from pipeline.train.config import load_config, override
-    from pipeline.train.data import select_data
-    from pipeline.train.sweep import format_table, run_sweep, write_sweep
-    from pipeline.train.trainer import pick_device
+    from mbunet.errors import ConfigError
+    from mbunet.train.config import load_config, override
+    from mbunet.train.data import select_data
+    from mbunet.train.sweep import format_table, run_sweep, write_sweep
+    from mbunet.train.trainer import pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.arch import ACTIVATION_GRADS
+from mbunet.arch import ACTIVATION_GRADS
 
 HELP = "train a model from a YAML recipe (configs/train-*.yaml); resumable; exports a model file"
 
@@ -50,13 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pipeline.errors import ConfigError
-    from pipeline.train.config import load_config, override, with_seed
+    from mbunet.errors import ConfigError
+    from mbunet.train.config import load_config, override, with_seed
 
     if args.config:
         cfg = load_config(args.config)
     elif args.resume:
-        from pipeline.train.trainer import config_of_checkpoint
+        from mbunet.train.trainer import config_of_checkpoint
         cfg = config_of_checkpoint(args.resume)
     else:
         raise ConfigError("give --config YAML (a training recipe), or --resume CKPT")
@@ -71,8 +71,8 @@ def main(args: argparse.Namespace) -> int:
 
     import torch
 
-    from pipeline.train.data import select_data
-    from pipeline.train.trainer import CALIBRATION_IMAGES, CHECKPOINT, Trainer, pick_device
+    from mbunet.train.data import select_data
+    from mbunet.train.trainer import CALIBRATION_IMAGES, CHECKPOINT, Trainer, pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -129,9 +129,9 @@ def _export_outcome(trainer, path: str) -> str:
 
 
 def _write_val(args: argparse.Namespace, cfg) -> int:
-    from pipeline.errors import DataError
-    from pipeline.train.data import composite_validation
-    from pipeline.train.folders import write_folder
+    from mbunet.errors import DataError
+    from mbunet.train.data import composite_validation
+    from mbunet.train.folders import write_folder
 
     if not (args.stamps and args.backgrounds):
         raise DataError("--write-val needs --stamps DIR and --backgrounds DIR (the composite recipe)")

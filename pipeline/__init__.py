@@ -6,7 +6,7 @@ import os
 # engine at 84 ms/frame from the main thread vs 23 ms with passive waiting). Set before any OpenMP runtime starts.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-# Public API, imported on first use so `import pipeline` stays cheap (no cv2/numba/torch until needed).
+# Public API, imported on first use so `import mbunet` stays cheap (no cv2/numba/torch until needed).
 _API = {
     "load_model": "modelfile", "create_engine": "engines.base", "list_engines": "engines.base",
     "choose_engine": "engines.base", "load_config": "config", "run": "session", "MbunetError": "errors",

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, short_reason
+from .resources import configs_dir, sample_clip
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-SAMPLE_CLIP = Path(__file__).resolve().parent.parent / "samples" / "bikes-street.mp4"
+CONFIG_DIR = configs_dir()
+SAMPLE_CLIP = sample_clip()
 
 
 @dataclass(frozen=True)

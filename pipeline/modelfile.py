@@ -28,11 +28,12 @@ import numpy as np
 
 from .arch import Architecture, plan
 from .errors import ModelFileError, short_reason
+from .resources import weights_dir
 
 FORMAT = "mbunet"
 FORMAT_VERSION = 1
 HEADER_KEY = "mbunet"
-WEIGHTS_DIR = Path(os.environ.get("MBUNET_WEIGHTS", Path(__file__).resolve().parent.parent / "weights"))
+WEIGHTS_DIR = Path(os.environ.get("MBUNET_WEIGHTS", weights_dir()))
 SUFFIX = ".safetensors"
 #: the shipped model `mbunet run` and `mbunet bench` use when no --model is given
 DEFAULT_MODEL = "mbunet-w32"

@@ -32,9 +32,9 @@ SAMPLE_CLIP = REPO / "samples" / "bikes-street.mp4"
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
     """A small untrained model file (width 4, 32x32 input): fast on the reference engine."""
-    from pipeline.arch import Architecture
-    from pipeline.export import random_quantized_model
-    from pipeline.modelfile import save_model
+    from mbunet.arch import Architecture
+    from mbunet.export import random_quantized_model
+    from mbunet.modelfile import save_model
 
     m = random_quantized_model(Architecture(width=4, input_size=(32, 32)), seed=3, name="tiny")
     return save_model(tmp_path_factory.mktemp("models") / "tiny.safetensors", m.arch, m.arrays, m.card)
@@ -49,6 +49,6 @@ def videos() -> Path:
 
 def shipped_bit_models() -> list[str]:
     """Shipped models the bit engines run (binary and mbunet kinds; full-precision ones are torch-only)."""
-    from pipeline.modelfile import read_card, resolve_model, shipped_names
+    from mbunet.modelfile import read_card, resolve_model, shipped_names
 
     return [n for n in shipped_names() if read_card(resolve_model(n)).get("kind") != "fp"]

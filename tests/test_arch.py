@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.arch import LAYERS, Architecture, cheapest_layers, layer_costs, plan
+from mbunet.arch import LAYERS, Architecture, cheapest_layers, layer_costs, plan
 
 
 def test_paper_unet_ranks_transposed_convs_cheapest():

@@ -12,13 +12,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pipeline import bench
-from pipeline.arch import Architecture
-from pipeline.engines import base
-from pipeline.errors import ConfigError, MbunetError
-from pipeline.export import random_quantized_model
-from pipeline.modelfile import save_model
-from pipeline.power import EnergyMeasurement, PowerMeter
+from mbunet import bench
+from mbunet.arch import Architecture
+from mbunet.engines import base
+from mbunet.errors import ConfigError, MbunetError
+from mbunet.export import random_quantized_model
+from mbunet.modelfile import save_model
+from mbunet.power import EnergyMeasurement, PowerMeter
 
 ROW_KEYS = {"engine", "batch", "size", "images_per_s", "ms_median", "ms_p5", "ms_p95", "agree_with_reference",
             "watts", "joules_per_image", "idle_watts", "power_source", "speedup", "energy_ratio", "iters", "load_s"}
@@ -241,7 +241,7 @@ def test_size_draws_a_random_model_of_the_same_architecture(tiny):
 
 
 def test_cli_writes_json_csv_png(tiny, tmp_path, capsys):
-    from app.cli import main
+    from mbunet.app.cli import main
 
     path = save_model(tmp_path / "tiny.safetensors", tiny.arch, tiny.arrays, {"name": "tiny"})
     out = tmp_path / "res"

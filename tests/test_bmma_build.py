@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main as cli_main
-from cudakernels.bmma import build
-from cudakernels.bmma.lib import FLAVOURS, OPS, StepStruct, load_library
-from pipeline.arch import Architecture, plan
-from pipeline.engines.bmma import BmmaEngine, device_problem, requested_form
-from pipeline.errors import ConfigError, EngineUnavailable, KernelBuildError
-from pipeline.export import random_quantized_model
+from mbunet.app.cli import main as cli_main
+from mbunet.cudakernels.bmma import build
+from mbunet.cudakernels.bmma.lib import FLAVOURS, OPS, StepStruct, load_library
+from mbunet.arch import Architecture, plan
+from mbunet.engines.bmma import BmmaEngine, device_problem, requested_form
+from mbunet.errors import ConfigError, EngineUnavailable, KernelBuildError
+from mbunet.export import random_quantized_model
 
 ENTRY_POINTS = ("mb_last_error", "mb_step_size", "mb_device", "mb_create", "mb_run", "mb_fetch", "mb_destroy",
                 "mb_mma_bench")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.arch import Architecture, plan
-from pipeline.engines.base import create_engine
-from pipeline.engines.bmma import BmmaEngine, mma_bench
-from pipeline.errors import MbunetError
-from pipeline.export import random_quantized_model
-from pipeline.modelfile import load_model, shipped_names
+from mbunet.arch import Architecture, plan
+from mbunet.engines.base import create_engine
+from mbunet.engines.bmma import BmmaEngine, mma_bench
+from mbunet.errors import MbunetError
+from mbunet.export import random_quantized_model
+from mbunet.modelfile import load_model, shipped_names
 from conftest import random_frames
 
 WHY = BmmaEngine.unavailable()
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(WHY is not None, reason=f"bmma
 
 
 def _forms() -> list[str]:
-    from cudakernels.bmma.lib import load_library
+    from mbunet.cudakernels.bmma.lib import load_library
 
     dev = load_library().device()
     return ["and", "xor"] if dev.major * 10 + dev.minor >= 80 else ["xor"]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from app.cli import main
+from mbunet.app.cli import main
 
 
 def test_cost_json_ranks_transposed_convs_first(capsys):
@@ -55,7 +55,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys):
 
 
 def test_console_script_runs_as_a_process():
-    out = subprocess.run([sys.executable, "-m", "app.cli", "cost", "--json", "--width", "8", "--size", "32x32"],
+    out = subprocess.run([sys.executable, "-m", "mbunet.app.cli", "cost", "--json", "--width", "8", "--size", "32x32"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and json.loads(out.stdout)[0]["rank"] == 1
 
@@ -64,7 +64,7 @@ def test_unreadable_video_is_one_line_without_opencv_warnings(tmp_path):
     not_a_video = tmp_path / "clip.mp4"
     not_a_video.write_text("not a video")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
-    out = subprocess.run([sys.executable, "-m", "app.cli", "bench", "--input", str(not_a_video), "--engines", "cpu"],
+    out = subprocess.run([sys.executable, "-m", "mbunet.app.cli", "bench", "--input", str(not_a_video), "--engines", "cpu"],
                          capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [f"mbunet bench: error: {not_a_video}: cannot decode (not a video "

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from app.cli import main as cli
-from pipeline.engines.base import create_engine
-from pipeline.modelfile import load_model
-from pipeline.nn import set_quant_mix
-from pipeline.train.config import config_from_dict
-from pipeline.train.data import composite_data
-from pipeline.train.trainer import Trainer
+from mbunet.app.cli import main as cli
+from mbunet.engines.base import create_engine
+from mbunet.modelfile import load_model
+from mbunet.nn import set_quant_mix
+from mbunet.train.config import config_from_dict
+from mbunet.train.data import composite_data
+from mbunet.train.trainer import Trainer
 from train_fixtures import make_composite_tree
 
 RECIPE = {

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from conftest import REPO, random_frames, shipped_bit_models
-from pipeline.arch import Architecture, Step
-from pipeline.bits import is_binary, pack_bits, pack_signs, weight_planes
-from pipeline.engines.base import create_engine
-from pipeline.engines.cpu import CpuKernels, masked_form, prepare_conv, prepare_weights
-from pipeline.engines.reference import ReferenceKernels
-from pipeline.errors import MbunetError, ModelFileError
-from pipeline.export import ALWAYS_OFF, ALWAYS_ON, random_quantized_model
-from pipeline.modelfile import load_model
+from mbunet.arch import Architecture, Step
+from mbunet.bits import is_binary, pack_bits, pack_signs, weight_planes
+from mbunet.engines.base import create_engine
+from mbunet.engines.cpu import CpuKernels, masked_form, prepare_conv, prepare_weights
+from mbunet.engines.reference import ReferenceKernels
+from mbunet.errors import MbunetError, ModelFileError
+from mbunet.export import ALWAYS_OFF, ALWAYS_ON, random_quantized_model
+from mbunet.modelfile import load_model
 
 REF = ReferenceKernels()
 
@@ -223,10 +223,10 @@ def test_rejects_bad_frames_and_bad_arrays():
 def test_kernels_load_from_the_numba_cache():
     """A second process finds every kernel compiled (cache=True works from this install): no recompiling."""
     script = (
-        "from pipeline.arch import Architecture\n"
-        "from pipeline.export import random_quantized_model\n"
-        "from pipeline.engines.base import create_engine\n"
-        "from cudakernels.cpu import binconv, fpconv, packed\n"
+        "from mbunet.arch import Architecture\n"
+        "from mbunet.export import random_quantized_model\n"
+        "from mbunet.engines.base import create_engine\n"
+        "from mbunet.cudakernels.cpu import binconv, fpconv, packed\n"
         "create_engine('cpu', random_quantized_model(Architecture(width=8, input_size=(16, 16))))\n"
         "kernels = [binconv.conv3x3, binconv.conv_t2x2, fpconv.input_conv, fpconv.output_conv,\n"
         "           packed.pool2x2, packed.concat]\n"

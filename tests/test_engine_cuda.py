@@ -24,11 +24,11 @@ import numpy as np
 import pytest
 
 from conftest import random_frames
-from pipeline.arch import LAYERS, Architecture, words
-from pipeline.bits import is_binary, pack_signs, weight_planes
-from pipeline.engines.reference import ReferenceKernels
-from pipeline.errors import MbunetError
-from pipeline.export import ALWAYS_OFF, ALWAYS_ON, random_quantized_model
+from mbunet.arch import LAYERS, Architecture, words
+from mbunet.bits import is_binary, pack_signs, weight_planes
+from mbunet.engines.reference import ReferenceKernels
+from mbunet.errors import MbunetError
+from mbunet.export import ALWAYS_OFF, ALWAYS_ON, random_quantized_model
 
 IN_SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 REPO = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ class TestSimulator:
     __test__ = IN_SIM
 
     def test_graph_engine_is_unavailable_in_the_simulator(self):
-        from pipeline.engines.cuda import CudaGraphEngine
+        from mbunet.engines.cuda import CudaGraphEngine
 
         model = random_quantized_model(Architecture(width=1, input_size=(16, 16)))
         assert CudaGraphEngine.unavailable(model) == "Numba's CUDA simulator cannot capture CUDA graphs"
@@ -91,7 +91,7 @@ class TestSimulator:
     def kernels():
         from numba import cuda
 
-        from pipeline.engines.cuda import CudaKernels
+        from mbunet.engines.cuda import CudaKernels
 
         return CudaKernels(cuda.stream(), cuda.device_array)
 
@@ -100,7 +100,7 @@ class TestSimulator:
         """Upload an array in the kernels' layout (`name` picks it, as for a model file's arrays)."""
         from numba import cuda
 
-        from pipeline.engines.cuda import kernel_layout
+        from mbunet.engines.cuda import kernel_layout
 
         return cuda.to_device(np.ascontiguousarray(kernel_layout(name, np.asarray(a))))
 
@@ -122,7 +122,7 @@ class TestSimulator:
         """A conv's device arguments in either kernel form, as the engine prepares them (host_weights)."""
         from numba import cuda
 
-        from pipeline.engines.cuda import kernel_layout, kernel_planes
+        from mbunet.engines.cuda import kernel_layout, kernel_planes
 
         sign, nonzero, bound = kernel_planes(kernel_layout("c.pos", pos), kernel_layout("c.neg", neg), thr,
                                              per_tap, binary)
@@ -239,7 +239,7 @@ class TestSimulator:
         (4, 2, 2, LAYERS[::2], 2),
     ])
     def test_whole_engine(self, width, classes, batch, masked, seed):
-        from pipeline.engines.base import create_engine
+        from mbunet.engines.base import create_engine
 
         arch = Architecture(width=width, classes=classes, input_size=(16, 16)).with_masked(set(masked))
         model = random_quantized_model(arch, seed=seed)
@@ -264,7 +264,7 @@ class TestSimulator:
             assert np.array_equal(engine.segment(frames[1:]), masks[1:])
 
     def test_rejects_frames_of_another_size(self):
-        from pipeline.engines.base import create_engine
+        from mbunet.engines.base import create_engine
 
         engine = create_engine("cuda", random_quantized_model(Architecture(width=1, input_size=(16, 16))))
         with pytest.raises(MbunetError, match=r"expected uint8 frames \[N, 16, 16, 3\]"):
@@ -273,7 +273,7 @@ class TestSimulator:
 
 # ----------------------------------------------------------------------------------- host: PTX, availability
 def _kernels():
-    from cudakernels.cuda import kernel_signatures
+    from mbunet.cudakernels.cuda import kernel_signatures
 
     return list(kernel_signatures().items())
 
@@ -307,7 +307,7 @@ class TestHost:
             assert shared_loads[f"{conv}_kernel"] == 2 * shared_loads[f"{conv}_binary_kernel"], shared_loads
 
     def test_bounds_keep_every_comparison(self):
-        from pipeline.engines.cuda import kernel_planes
+        from mbunet.engines.cuda import kernel_planes
 
         lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
         pos = np.full((5, 9, 4), 0xFFFFFFFF, np.uint32)  # 9 taps x 128 channels, all +1: M = 1152
@@ -322,7 +322,7 @@ class TestHost:
     def test_graph_engine_says_why_it_cannot_run_here(self):
         from numba import cuda
 
-        from pipeline.engines.cuda import CudaGraphEngine
+        from mbunet.engines.cuda import CudaGraphEngine
 
         why = CudaGraphEngine.unavailable(random_quantized_model(Architecture(width=1, input_size=(16, 16))))
         assert (why is None) == cuda.is_available(), why
@@ -330,7 +330,7 @@ class TestHost:
     def test_unavailable_says_why(self):
         from numba import cuda
 
-        from pipeline.engines.cuda import CudaEngine
+        from mbunet.engines.cuda import CudaEngine
 
         why = CudaEngine.unavailable(random_quantized_model(Architecture(width=1, input_size=(16, 16))))
         if cuda.is_available():
@@ -343,8 +343,8 @@ class TestHost:
 
     def test_a_compiler_failure_is_a_one_line_unavailable_error(self, monkeypatch):
         # the H200 image's numba-cuda 0.30.4 under numpy 2.5 failed like this inside kernel.compile
-        import cudakernels.cuda as kernels_module
-        from pipeline.engines import cuda as engine_module
+        import mbunet.cudakernels.cuda as kernels_module
+        from mbunet.engines import cuda as engine_module
 
         class Broken:
             def compile(self, signature):
@@ -357,7 +357,7 @@ class TestHost:
                                   "(AttributeError: module 'numpy' has no attribute 'row_stack')")
 
     def test_capability_floor(self):
-        from pipeline.engines.cuda import capability_problem
+        from mbunet.engines.cuda import capability_problem
 
         assert capability_problem((7, 5)) is None and capability_problem((9, 0)) is None
         assert capability_problem((5, 3)) == ("needs a GPU of compute capability sm_75 or newer "
@@ -374,7 +374,7 @@ class TestHost:
 
 # ------------------------------------------------------------------------------------------------- real GPU
 def _gpu_or_skip() -> None:
-    from pipeline.engines.cuda import device_problem, simulator_enabled
+    from mbunet.engines.cuda import device_problem, simulator_enabled
 
     why = device_problem()
     if why is not None or simulator_enabled():
@@ -382,7 +382,7 @@ def _gpu_or_skip() -> None:
 
 
 def _same_as_reference(model, frames) -> None:
-    from pipeline.engines.base import create_engine
+    from mbunet.engines.base import create_engine
 
     engine = create_engine("cuda", model)
     masks, bits = engine.segment_bits(frames)
@@ -409,7 +409,7 @@ class TestGpu:
 
     def test_graph_replays_match_reference_across_shapes_and_inputs(self):
         _gpu_or_skip()
-        from pipeline.engines.base import create_engine
+        from mbunet.engines.base import create_engine
 
         arch = Architecture(width=20, classes=2, input_size=(48, 80)).with_masked({"down-C1", "up-CT2"})
         model = random_quantized_model(arch, seed=5)
@@ -422,7 +422,7 @@ class TestGpu:
 
     def test_shipped_models_at_full_size(self):
         _gpu_or_skip()
-        from pipeline.modelfile import load_model, shipped_names
+        from mbunet.modelfile import load_model, shipped_names
 
         names = shipped_names()
         if not names:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import random_frames
-from pipeline.arch import Architecture
-from pipeline.engines.base import create_engine, engine_class, list_engines
-from pipeline.export import random_quantized_model
+from mbunet.arch import Architecture
+from mbunet.engines.base import create_engine, engine_class, list_engines
+from mbunet.export import random_quantized_model
 
 MODELS = [  # width, classes, input size, masked layers, seed
     (8, 1, (16, 48), ["up-CT1", "up-CT2", "up-CT3", "up-CT4"], 1),

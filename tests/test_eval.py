@@ -7,12 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-from app.cli import main as cli
-from pipeline.arch import Architecture
-from pipeline.engines.base import create_engine
-from pipeline.export import random_quantized_model
-from pipeline.modelfile import save_model
-from pipeline.train.evaluate import evaluate
+from mbunet.app.cli import main as cli
+from mbunet.arch import Architecture
+from mbunet.engines.base import create_engine
+from mbunet.export import random_quantized_model
+from mbunet.modelfile import save_model
+from mbunet.train.evaluate import evaluate
 from train_fixtures import make_folder_pairs
 
 SIZE = (40, 50)  # images are not at the model's 32x32 input: eval must resize there and back
@@ -46,7 +46,7 @@ def test_json_schema(model_path, folders, capsys):
 def test_masks_equal_to_the_engines_own_output_score_one(model_path, folders):
     """Write the engine's own prediction (input-size mask, nearest-resized back) as truth: a perfect score
     proves eval resizes to the input, resizes back with nearest neighbour, and compares at full size."""
-    from pipeline.modelfile import load_model
+    from mbunet.modelfile import load_model
 
     images, masks = folders
     engine = create_engine("reference", load_model(model_path))
@@ -106,8 +106,8 @@ def test_against_reports_the_paired_difference(model_path, folders, capsys, tmp_
 def test_against_an_unknown_or_unsuitable_model_fails_before_scoring(model_path, folders, capsys, tmp_path):
     images, masks = folders
     torch = pytest.importorskip("torch")
-    from pipeline.export import export_model
-    from pipeline.nn import UNet
+    from mbunet.export import export_model
+    from mbunet.nn import UNet
 
     fp = Architecture(width=4, input_size=(32, 32), quantized=False)
     torch.manual_seed(0)

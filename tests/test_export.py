@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from conftest import random_frames
-from pipeline.arch import MASK_DELTA, Architecture, plan
-from pipeline.bits import unpack_bits
-from pipeline.engines.base import create_engine
-from pipeline.export import export_model, random_quantized_model
-from pipeline.modelfile import load_model
-from pipeline.nn import UNet, set_quant_mix, step_modules, zero_fractions
+from mbunet.arch import MASK_DELTA, Architecture, plan
+from mbunet.bits import unpack_bits
+from mbunet.engines.base import create_engine
+from mbunet.export import export_model, random_quantized_model
+from mbunet.modelfile import load_model
+from mbunet.nn import UNet, set_quant_mix, step_modules, zero_fractions
 
 
 def _randomised_unet(arch: Architecture, seed: int, frames: np.ndarray | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.train.metrics import ScoreSet, dice, iou, paired_difference
+from mbunet.train.metrics import ScoreSet, dice, iou, paired_difference
 
 P = np.array([[1, 1], [0, 0]], np.uint8)
 T = np.array([[1, 0], [1, 0]], np.uint8)  # tp 1, fp 1, fn 1

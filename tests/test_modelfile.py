@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from pipeline.arch import Architecture
-from pipeline.errors import ModelFileError
-from pipeline.export import random_quantized_model
-from pipeline.modelfile import load_model, read_card, save_model
+from mbunet.arch import Architecture
+from mbunet.errors import ModelFileError
+from mbunet.export import random_quantized_model
+from mbunet.modelfile import load_model, read_card, save_model
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import ConfigError
-from pipeline.overlay import STYLES, create_annotator, palette_bgr
+from mbunet.errors import ConfigError
+from mbunet.overlay import STYLES, create_annotator, palette_bgr
 
 LABELS = [{"name": "background", "color": [0, 0, 0]}, {"name": "person", "color": [255, 32, 96]},
           {"name": "car", "color": [10, 200, 30]}]
@@ -97,7 +97,7 @@ def test_reused_working_images_follow_the_frame_size(scene, style):
 
 
 def test_colour_mask_writes_into_the_scratch_image(scene):
-    from pipeline.overlay import Scratch, colour_mask
+    from mbunet.overlay import Scratch, colour_mask
 
     _, mask = scene
     scratch = Scratch()

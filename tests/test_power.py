@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.power import PowerMeter, Sample, integrate, open_power_meter
-from pipeline.power._source import PowerSource
+from mbunet.power import PowerMeter, Sample, integrate, open_power_meter
+from mbunet.power._source import PowerSource
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sysfs"
 
@@ -224,7 +224,7 @@ def test_idle_power_of_a_real_tree(tmp_path):
 
 
 def test_cli_json_and_text(capsys):
-    from app.cli import main
+    from mbunet.app.cli import main
 
     assert main(["power", "--json", "--sysfs-root", str(FIXTURES / "agx-orin")]) == 0
     out = json.loads(capsys.readouterr().out)

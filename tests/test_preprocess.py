@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.preprocess import geometry, mask_to_frame, resize_frame, to_model_input
+from mbunet.preprocess import geometry, mask_to_frame, resize_frame, to_model_input
 
 
 def test_letterbox_geometry_keeps_aspect_and_centres():

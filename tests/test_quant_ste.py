@@ -4,10 +4,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pipeline.arch import Architecture  # noqa: E402
-from pipeline.errors import ConfigError  # noqa: E402
-from pipeline.nn import UNet, binary_activation, quantize_weight, set_activation_grad  # noqa: E402
-from pipeline.train.config import config_from_dict  # noqa: E402
+from mbunet.arch import Architecture  # noqa: E402
+from mbunet.errors import ConfigError  # noqa: E402
+from mbunet.nn import UNet, binary_activation, quantize_weight, set_activation_grad  # noqa: E402
+from mbunet.train.config import config_from_dict  # noqa: E402
 
 
 def test_masked_forward_is_ternary_at_the_layer_threshold():

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.bits import pack_bits, pack_signs, unpack_bits, unpack_signs, weight_planes
-from pipeline.engines.reference import ReferenceKernels, class_mask
-from pipeline.export import ALWAYS_OFF, ALWAYS_ON, fold_threshold
+from mbunet.bits import pack_bits, pack_signs, unpack_bits, unpack_signs, weight_planes
+from mbunet.engines.reference import ReferenceKernels, class_mask
+from mbunet.export import ALWAYS_OFF, ALWAYS_ON, fold_threshold
 
 FORMS = ("and", "xor")
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import CONFIG_DIR, RunConfig, load_config, override
-from pipeline.errors import ConfigError
+from mbunet.config import CONFIG_DIR, RunConfig, load_config, override
+from mbunet.errors import ConfigError
 
 
 @pytest.mark.parametrize("name", ["desktop", "jetson-orin", "drone"])

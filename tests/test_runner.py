@@ -14,14 +14,14 @@ import time
 import numpy as np
 import pytest
 
-from app.cli import main as cli
-from pipeline.config import RunConfig, SourceConfig, TelemetryConfig
-from pipeline.engines.base import create_engine
-from pipeline.modelfile import load_model
-from pipeline.preprocess import geometry, mask_to_frame, to_model_input
-from pipeline.runner import Channel, Item
-from pipeline.session import run
-from pipeline.sources import Status, open_source
+from mbunet.app.cli import main as cli
+from mbunet.config import RunConfig, SourceConfig, TelemetryConfig
+from mbunet.engines.base import create_engine
+from mbunet.modelfile import load_model
+from mbunet.preprocess import geometry, mask_to_frame, to_model_input
+from mbunet.runner import Channel, Item
+from mbunet.session import run
+from mbunet.sources import Status, open_source
 
 from conftest import REPO
 
@@ -124,7 +124,7 @@ def test_no_display_means_headless_with_a_warning(tmp_path, tiny_model_path, mon
 
 
 def test_sink_failure_stops_the_run_and_is_raised(tmp_path, tiny_model_path):
-    from pipeline.errors import SinkError
+    from mbunet.errors import SinkError
 
     bad = tmp_path / "file"
     bad.write_text("x")  # a file where the image folder should be
@@ -198,7 +198,7 @@ def test_truncated_file_writes_outputs_then_fails(tmp_path, tiny_model_path, vid
 def test_subprocess_sigterm_finishes_outputs(tmp_path, tiny_model_path):
     """SIGTERM mid-run: exit 0, the MKV is closed and playable, the summary is written."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "synthetic://?frames=0&width=160&height=120",
+    proc = subprocess.Popen([sys.executable, "-m", "mbunet.app.cli", "run", "synthetic://?frames=0&width=160&height=120",
                              str(tmp_path / "o.mkv"), "--model", str(tiny_model_path), "--engine", "reference",
                              "--headless", "--quiet", "--no-power", "--run-dir", str(tmp_path / "r")],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -221,7 +221,7 @@ def test_subprocess_sigterm_finishes_outputs(tmp_path, tiny_model_path):
 
 def test_subprocess_bad_input_has_no_traceback(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "app.cli", "run", str(tmp_path / "nope.mp4")], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "mbunet.app.cli", "run", str(tmp_path / "nope.mp4")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == f"mbunet run: error: {tmp_path / 'nope.mp4'}: no such file"

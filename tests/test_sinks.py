@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.errors import SinkError, SourceError
-from pipeline.sinks import FanOut, FrameSink, NullSink, open_sink
-from pipeline.sources import Status, open_source
+from mbunet.errors import SinkError, SourceError
+from mbunet.sinks import FanOut, FrameSink, NullSink, open_sink
+from mbunet.sources import Status, open_source
 
 
 def frames(n=6, h=48, w=64):
@@ -54,7 +54,7 @@ def test_video_keeps_its_size_when_the_stream_changes(tmp_path):
 
 def _killed_recording(path, n=100):
     """A process that writes `n` noisy frames and dies without closing its writer (power cut, SIGKILL)."""
-    code = (f"import os, numpy as np; from pipeline.sinks import open_sink; s = open_sink({str(path)!r}, 25)\n"
+    code = (f"import os, numpy as np; from mbunet.sinks import open_sink; s = open_sink({str(path)!r}, 25)\n"
             f"rng = np.random.default_rng(0)\n"
             f"for i in range({n}): s.write(i, rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), None)\n"
             f"os._exit(0)\n")

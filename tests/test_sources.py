@@ -6,10 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline.errors import SourceError
-from pipeline.sources import (Capture, FrameSource, Reconnecting, SourceOptions, Status, gstreamer_available,
+from mbunet.errors import SourceError
+from mbunet.sources import (Capture, FrameSource, Reconnecting, SourceOptions, Status, gstreamer_available,
                               open_source)
-from pipeline.uri import parse_uri
+from mbunet.uri import parse_uri
 
 CONTAINERS = [("mp4", "mp4v"), ("mkv", "mp4v"), ("avi", "MJPG"), ("mov", "mp4v"), ("webm", "VP80")]
 
@@ -68,7 +68,7 @@ def test_input_size_option_resizes_files(videos):
 
 
 def test_bundled_sample_clip_is_short_and_small():
-    from pipeline.config import SAMPLE_CLIP
+    from mbunet.config import SAMPLE_CLIP
 
     assert SAMPLE_CLIP.stat().st_size < 2_000_000
     src = open_source(str(SAMPLE_CLIP))

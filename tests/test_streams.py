@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from pipeline.config import RunConfig, SourceConfig, TelemetryConfig
-from pipeline.session import run
-from pipeline.sources import SourceOptions, Status, open_source
+from mbunet.config import RunConfig, SourceConfig, TelemetryConfig
+from mbunet.session import run
+from mbunet.sources import SourceOptions, Status, open_source
 
 from conftest import SAMPLE_CLIP
 
@@ -158,7 +158,7 @@ def test_stream_that_drops_and_comes_back(tmp_path, tiny_model_path):
 
 
 def test_unreachable_stream_is_one_error(capsys, tiny_model_path, tmp_path):
-    from app.cli import main as cli
+    from mbunet.app.cli import main as cli
 
     rc = cli(["run", f"http://127.0.0.1:{free_port()}/none.ts", "--open-timeout", "2", "--model",
               str(tiny_model_path), "--headless", "--quiet", "--no-power", "--run-dir", str(tmp_path)])

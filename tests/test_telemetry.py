@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.config import RunConfig, SourceConfig
-from pipeline.session import run
-from pipeline.telemetry import STAGES, Samples, Telemetry
+from mbunet.config import RunConfig, SourceConfig
+from mbunet.session import run
+from mbunet.telemetry import STAGES, Samples, Telemetry
 
 
 def test_samples_are_exact_below_capacity():

@@ -6,10 +6,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pipeline.errors import DataError
-from pipeline.train.composite import CompositeGenerator, CompositeRecipe, draw_batch, load_stamps
-from pipeline.train.config import TrainConfig
-from pipeline.train.data import composite_data
+from mbunet.errors import DataError
+from mbunet.train.composite import CompositeGenerator, CompositeRecipe, draw_batch, load_stamps
+from mbunet.train.config import TrainConfig
+from mbunet.train.data import composite_data
 from train_fixtures import TRAIN_BG, VAL_BG, make_composite_tree
 
 # no colour changes and no blur: a pixel is red exactly where a (hard-alpha) red disc was pasted

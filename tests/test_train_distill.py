@@ -7,16 +7,16 @@ import dataclasses
 import pytest
 import torch
 
-from app.cli import main as cli
-from pipeline.errors import ConfigError
-from pipeline.export import export_model
-from pipeline.nn import UNet
-from pipeline.train.composite import draw_batch
-from pipeline.train.config import config_from_dict
-from pipeline.train.data import composite_data
-from pipeline.train.distill import load_teacher
-from pipeline.train.losses import distillation_loss
-from pipeline.train.trainer import CHECKPOINT, Trainer, to_input
+from mbunet.app.cli import main as cli
+from mbunet.errors import ConfigError
+from mbunet.export import export_model
+from mbunet.nn import UNet
+from mbunet.train.composite import draw_batch
+from mbunet.train.config import config_from_dict
+from mbunet.train.data import composite_data
+from mbunet.train.distill import load_teacher
+from mbunet.train.losses import distillation_loss
+from mbunet.train.trainer import CHECKPOINT, Trainer, to_input
 from train_fixtures import make_composite_tree
 
 STUDENT = {
@@ -118,8 +118,8 @@ def test_a_resume_that_adds_a_teacher_starts_a_stage_that_records_it(tree, teach
 
 
 def test_card_says_which_stages_distilled_and_how_to_reproduce_them():
-    from pipeline.modelfile import load_model
-    from pipeline.train.card import card_markdown
+    from mbunet.modelfile import load_model
+    from mbunet.train.card import card_markdown
 
     card = load_model("mbunet-w32").card
     recipe = {**card["training"]["recipe"], "train": {**card["training"]["recipe"]["train"], "teacher": "fp-x",

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.errors import DataError
-from pipeline.train.config import TrainConfig
-from pipeline.train.data import folder_data, select_data
-from pipeline.train.folders import mask_labels, pair_folders, read_pair, write_folder
+from mbunet.errors import DataError
+from mbunet.train.config import TrainConfig
+from mbunet.train.data import folder_data, select_data
+from mbunet.train.folders import mask_labels, pair_folders, read_pair, write_folder
 from train_fixtures import make_folder_pairs
 
 

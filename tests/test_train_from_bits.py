@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from app.cli import main as cli
-from pipeline.errors import ConfigError, MbunetError
-from pipeline.export import ALWAYS_OFF, ALWAYS_ON, export_model, quantized_arrays
-from pipeline.modelfile import load_model, save_model
-from pipeline.nn import UNet, set_quant_mix
-from pipeline.train.config import config_from_dict
-from pipeline.train.data import composite_data
-from pipeline.train.from_bits import check_compatible, load_from_bits
-from pipeline.train.trainer import CHECKPOINT, Trainer, read_checkpoint, to_input
+from mbunet.app.cli import main as cli
+from mbunet.errors import ConfigError, MbunetError
+from mbunet.export import ALWAYS_OFF, ALWAYS_ON, export_model, quantized_arrays
+from mbunet.modelfile import load_model, save_model
+from mbunet.nn import UNet, set_quant_mix
+from mbunet.train.config import config_from_dict
+from mbunet.train.data import composite_data
+from mbunet.train.from_bits import check_compatible, load_from_bits
+from mbunet.train.trainer import CHECKPOINT, Trainer, read_checkpoint, to_input
 from train_fixtures import make_composite_tree, make_folder_pairs
 
 # width 5: channel counts 5..80, none a multiple of 32; 48x32 input: odd sizes after the last pooling (3x2)
@@ -186,8 +186,8 @@ def test_an_unknown_batchnorm_statistics_setting_is_refused():
 
 
 def test_the_shipped_fine_tune_recipe_starts_binarised_from_the_shipped_mbunet_with_frozen_statistics():
-    from pipeline.config import CONFIG_DIR
-    from pipeline.train.config import load_config
+    from mbunet.config import CONFIG_DIR
+    from mbunet.train.config import load_config
 
     cfg = load_config(CONFIG_DIR / "train-finetune-mbunet.yaml")
     t = cfg.train

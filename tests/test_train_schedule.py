@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.arch import LAYERS
-from pipeline.errors import ConfigError
-from pipeline.modelfile import load_model
-from pipeline.train.config import config_from_dict, load_config, override
-from pipeline.train.schedule import Phases, learning_rate, quant_mix
+from mbunet.arch import LAYERS
+from mbunet.errors import ConfigError
+from mbunet.modelfile import load_model
+from mbunet.train.config import config_from_dict, load_config, override
+from mbunet.train.schedule import Phases, learning_rate, quant_mix
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

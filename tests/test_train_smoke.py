@@ -12,16 +12,16 @@ import time
 import pytest
 import torch
 
-from app.cli import main as cli
+from mbunet.app.cli import main as cli
 from conftest import REPO
-from pipeline.errors import ConfigError, MbunetError
-from pipeline.modelfile import load_model
-from pipeline.train.card import _stopped_early
-from pipeline.train.config import config_from_dict
-from pipeline.train.data import composite_data, folder_data
-from pipeline.train.evaluate import evaluate
-from pipeline.train.folders import write_folder
-from pipeline.train.trainer import CHECKPOINT, Trainer, pick_device, read_checkpoint
+from mbunet.errors import ConfigError, MbunetError
+from mbunet.modelfile import load_model
+from mbunet.train.card import _stopped_early
+from mbunet.train.config import config_from_dict
+from mbunet.train.data import composite_data, folder_data
+from mbunet.train.evaluate import evaluate
+from mbunet.train.folders import write_folder
+from mbunet.train.trainer import CHECKPOINT, Trainer, pick_device, read_checkpoint
 from train_fixtures import make_composite_tree, make_folder_pairs
 
 TINY = {
@@ -254,7 +254,7 @@ def test_sigterm_mid_training_saves_the_step_it_reached(tree, tmp_path):
     recipe.write_text(json.dumps({**TINY, "train": {**TINY["train"], "steps": 100000, "val_every": 100000,
                                                     "checkpoint_minutes": 0.001}}))
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "train", "--config", str(recipe), "--stamps",
+    proc = subprocess.Popen([sys.executable, "-m", "mbunet.app.cli", "train", "--config", str(recipe), "--stamps",
                              str(stamps), "--backgrounds", str(backgrounds), "--out", str(out), "--no-progress",
                              "--device", "cpu", "--threads", "1"], cwd=REPO,
                             env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,

@@ -6,12 +6,12 @@ import json
 import pytest
 import torch
 
-from app.cmd_sweep import parse_ks
-from pipeline.arch import LAYERS, cheapest_layers
-from pipeline.errors import ConfigError
-from pipeline.train.config import config_from_dict
-from pipeline.train.data import composite_data
-from pipeline.train.sweep import SweepPoint, config_for_k, format_table, mark_pareto, run_sweep, write_sweep
+from mbunet.app.cmd_sweep import parse_ks
+from mbunet.arch import LAYERS, cheapest_layers
+from mbunet.errors import ConfigError
+from mbunet.train.config import config_from_dict
+from mbunet.train.data import composite_data
+from mbunet.train.sweep import SweepPoint, config_for_k, format_table, mark_pareto, run_sweep, write_sweep
 from train_fixtures import make_composite_tree
 
 TINY = {
@@ -76,7 +76,7 @@ def test_config_for_k_with_a_seed_names_and_seeds_the_run():
 
 
 def test_seeds_train_each_k_once_per_seed_and_report_mean_and_spread(tmp_path):
-    from pipeline.modelfile import load_model
+    from mbunet.modelfile import load_model
 
     cfg = config_from_dict(TINY)
     data = composite_data(*make_composite_tree(tmp_path / "data"), cfg)

@@ -6,13 +6,13 @@ import hashlib
 import pytest
 import torch
 
-from app.cli import main as cli
-from pipeline.errors import MbunetError
-from pipeline.nn import QuantConv, UNet
-from pipeline.train.config import config_from_dict
-from pipeline.train.data import composite_data
-from pipeline.train.trainer import CHECKPOINT, Trainer
-from pipeline.train.warmstart import warm_start
+from mbunet.app.cli import main as cli
+from mbunet.errors import MbunetError
+from mbunet.nn import QuantConv, UNet
+from mbunet.train.config import config_from_dict
+from mbunet.train.data import composite_data
+from mbunet.train.trainer import CHECKPOINT, Trainer
+from mbunet.train.warmstart import warm_start
 from train_fixtures import make_composite_tree
 
 FP = {
@@ -103,7 +103,7 @@ def test_cli_init_trains_from_the_fp_file_and_records_it(tree, fp_file, tmp_path
     stored = torch.load(out / CHECKPOINT, weights_only=True)["config"]["train"]["init"]
     assert stored == str(fp_file)
     # the card names the exact weights it started from: a file under the same name may be replaced later
-    from pipeline.modelfile import load_model
+    from mbunet.modelfile import load_model
 
     fp_digest = load_model(fp_file).card["arrays_sha256"]
     assert load_model(tmp_path / "q.safetensors").card["training"]["init_digest"] == {"arrays_sha256": fp_digest}

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import SinkError, SourceError
-from pipeline.uri import parse_uri
+from mbunet.errors import SinkError, SourceError
+from mbunet.uri import parse_uri
 
 
 @pytest.mark.parametrize("text, scheme, location", [

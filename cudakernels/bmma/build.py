@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pipeline.errors import KernelBuildError
+from mbunet.errors import KernelBuildError
 
 ARCHS: tuple[str, ...] = ("sm_75", "sm_80", "sm_86", "sm_87", "sm_89", "sm_90")
 SOURCE_DIR = Path(__file__).resolve().parent

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import EngineUnavailable, KernelBuildError, MbunetError
+from mbunet.errors import EngineUnavailable, KernelBuildError, MbunetError
 
 from .build import ensure_built
 

@@ -47,7 +47,7 @@ def device_problem() -> str | None:
 
 def library_problem() -> str | None:
     """Why the library can be neither found in the cache nor built (None when it can)."""
-    from cudakernels.bmma.build import find_nvcc, library_path
+    from mbunet.cudakernels.bmma.build import find_nvcc, library_path
 
     if library_path().is_file():
         return None
@@ -81,7 +81,7 @@ class BmmaEngine(Engine):
         self._handle: ctypes.c_void_p | None = None
 
     def load(self, model: ModelFile) -> None:
-        from cudakernels.bmma.lib import load_library
+        from mbunet.cudakernels.bmma.lib import load_library
 
         self.lib = load_library()
         self.steps = plan(model.arch)
@@ -92,7 +92,7 @@ class BmmaEngine(Engine):
 
     def _describe(self, model: ModelFile) -> tuple[list, list[np.ndarray]]:
         """One mb_step per plan step; returns the structs and the arrays their pointers reference."""
-        from cudakernels.bmma.lib import step_struct
+        from mbunet.cudakernels.bmma.lib import step_struct
 
         expected = expected_arrays(model.arch)
         index = {s.name: i for i, s in enumerate(self.steps)}
@@ -145,7 +145,7 @@ def mma_bench(iters: int = 20000, path: Path | None = None) -> dict:
 
     b1 flavours count 2*16*8*256 ops per MMA, s8 2*16*8*32, f16 2*16*8*16 (dense-equivalent ops).
     """
-    from cudakernels.bmma.lib import FLAVOURS, load_library
+    from mbunet.cudakernels.bmma.lib import FLAVOURS, load_library
 
     why = device_problem()
     if why:

@@ -89,7 +89,7 @@ class CpuKernels:
     """program.KernelSet over the numba kernels; the weight arguments come from prepare_weights."""
 
     def __init__(self) -> None:
-        from cudakernels.cpu import binconv, fpconv, packed
+        from mbunet.cudakernels.cpu import binconv, fpconv, packed
 
         self.binconv, self.fpconv, self.packed = binconv, fpconv, packed
 

@@ -80,7 +80,7 @@ def compile_kernels() -> None:
     dropped np.row_stack, on an H200 image): that is reported as the engine being unavailable, in one line."""
     from numba.cuda.core import config
 
-    from cudakernels.cuda import kernel_signatures
+    from mbunet.cudakernels.cuda import kernel_signatures
 
     # the deepest layers of a batch-1 frame are small grids by nature; numba-cuda would warn at every such launch
     config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
@@ -182,7 +182,7 @@ class CudaKernels:
     """
 
     def __init__(self, stream, alloc) -> None:
-        from cudakernels.cuda import bitconv, head, packed
+        from mbunet.cudakernels.cuda import bitconv, head, packed
 
         self.stream, self.alloc = stream, alloc
         self._bitconv, self._packed, self._head = bitconv, packed, head

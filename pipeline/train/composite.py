@@ -33,6 +33,10 @@ class CompositeRecipe:
     crop: tuple[float, float] = (0.35, 1.0)     # background crop side / largest crop of the output's aspect
     empty_p: float = 0.0                        # per training sample: no object at all, a bare background with
     #                                             an empty mask (real video has frames without any object)
+    degrade_p: float = 0.0                      # per sample: the background (not the objects) is made to look like
+    #                                             compressed video: downscaled and enlarged, JPEG-coded, noised
+    mosaic_p: float = 0.0                       # per sample: the background is 2-4 crops of different frames, so
+    #                                             no single scene fills the picture
 
 
 def _imread(path: Path, flags: int) -> np.ndarray:
@@ -79,12 +83,28 @@ def load_stamps(folder: str | Path, max_side: int = 384) -> list[np.ndarray]:
     return stamps
 
 
-def load_backgrounds(folder: str | Path, max_side: int = 480) -> list[np.ndarray]:
-    """RGB background frames, shrunk to at most `max_side` pixels."""
+def background_files(folder: str | Path) -> list[Path]:
+    return _files(folder, IMAGE_SUFFIXES)
+
+
+def source_of(path: str | Path) -> str:
+    """The source a background came from, by the naming convention `<source>_<name>.jpg` (a clip or a package):
+    the unit that a split by source keeps whole."""
+    return Path(path).stem.split("_")[0]
+
+
+def heldout_sources(train: str | Path, val: str | Path) -> list[str]:
+    """Sources with frames in `val` and none in `train`: whole scenes a model trained on `train` never saw."""
+    seen = {source_of(p) for p in background_files(train)}
+    return sorted({source_of(p) for p in background_files(val)} - seen)
+
+
+def load_backgrounds(files: str | Path | list[Path], max_side: int = 480) -> list[np.ndarray]:
+    """RGB background frames (a folder, or a list of files), shrunk to at most `max_side` pixels."""
     import cv2
 
-    return [_limit(cv2.cvtColor(_imread(p, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), max_side)
-            for p in _files(folder, IMAGE_SUFFIXES)]
+    paths = background_files(files) if isinstance(files, (str, Path)) else files
+    return [_limit(cv2.cvtColor(_imread(p, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), max_side) for p in paths]
 
 
 class CompositeGenerator:
@@ -100,8 +120,9 @@ class CompositeGenerator:
         self.stamps, self.backgrounds, self.recipe = stamps, backgrounds, recipe
 
     @classmethod
-    def from_folders(cls, stamps: str | Path, backgrounds: str | Path,
+    def from_folders(cls, stamps: str | Path, backgrounds: str | Path | list[Path],
                      recipe: CompositeRecipe) -> "CompositeGenerator":
+        """`backgrounds`: a folder, or a list of background files (one source, say)."""
         side = max(recipe.size)
         return cls(load_stamps(stamps, max(256, 2 * side)), load_backgrounds(backgrounds, max(480, 3 * side)),
                    recipe)
@@ -142,9 +163,27 @@ class CompositeGenerator:
     def _background(self, rng: np.random.Generator) -> np.ndarray:
         import cv2
 
-        out = self._crop(rng, self.recipe.size)
-        if rng.random() < self.recipe.blur_p:  # defocused background: the object stays sharp
+        r = self.recipe
+        # the new options draw from the stream only when set, so older recipes keep their exact samples
+        if r.mosaic_p > 0 and rng.random() < r.mosaic_p:
+            out = self._mosaic(rng)
+        else:
+            out = self._crop(rng, r.size)
+        if rng.random() < r.blur_p:  # defocused background: the object stays sharp
             out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.6, 2.0))
+        if r.degrade_p > 0 and rng.random() < r.degrade_p:
+            out = _video_look(out, rng)
+        return out
+
+    def _mosaic(self, rng: np.random.Generator) -> np.ndarray:
+        """Crops of 2-4 frames side by side: a vertical and/or horizontal cut at a random place."""
+        H, W = self.recipe.size
+        out = np.empty((H, W, 3), np.float32)
+        ys = [0, int(rng.integers(H // 4, 3 * H // 4 + 1)), H] if rng.random() < 0.5 else [0, H]
+        xs = [0, int(rng.integers(W // 4, 3 * W // 4 + 1)), W] if len(ys) == 2 or rng.random() < 0.5 else [0, W]
+        for y0, y1 in zip(ys, ys[1:]):
+            for x0, x1 in zip(xs, xs[1:]):
+                out[y0:y1, x0:x1] = self._crop(rng, (y1 - y0, x1 - x0))
         return out
 
     def _object(self, rng: np.random.Generator) -> np.ndarray:
@@ -211,6 +250,23 @@ def _jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float) -> np.nd
     out = gray + (rgb - gray) * (1 + u[0])                     # saturation
     out = (out - out.mean()) * (1 + u[1]) + out.mean()         # contrast
     out = out * (1 + u[2]) * (1 + 0.3 * u[3:6])                # brightness, white balance
+    return np.clip(out, 0, 255)
+
+
+def _video_look(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Make a sharp still look like a frame of compressed video: lose resolution (down, then up again), code it as a
+    low-quality JPEG (block and ringing artefacts) and add sensor noise. Applied to the background only, so a model
+    cannot tell background from object by the still photo's sharpness, which unseen video frames lack."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    s = rng.uniform(0.4, 0.9)
+    small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    ok, code = cv2.imencode(".jpg", np.clip(out + 0.5, 0, 255).astype(np.uint8),
+                            [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 75))])
+    out = cv2.imdecode(code, cv2.IMREAD_UNCHANGED).astype(np.float32)
+    out += rng.normal(0.0, rng.uniform(0.0, 5.0), out.shape).astype(np.float32)
     return np.clip(out, 0, 255)
 
 

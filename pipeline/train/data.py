@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .composite import CompositeGenerator, draw_batch
+from .composite import CompositeGenerator, background_files, draw_batch, heldout_sources, source_of
 from .config import TrainConfig
 from .folders import FolderSamples, pair_folders
 
@@ -37,11 +37,22 @@ def _split(root: str | Path, part: str) -> Path:
     return folder
 
 
+def validation_backgrounds(backgrounds: str | Path) -> tuple[list[Path], list[str]]:
+    """The val frames a model is selected on, and their sources: only the sources that train/ never has, when
+    there are any (a model must be chosen for scenes it has not seen; other frames of a training clip flatter
+    it), else every val frame (a frame-level split, the only one such a folder allows)."""
+    val = _split(backgrounds, "val")
+    held = heldout_sources(_split(backgrounds, "train"), val)
+    files = [p for p in background_files(val) if not held or source_of(p) in held]
+    return files, held
+
+
 def composite_validation(stamps: str | Path, backgrounds: str | Path, cfg: TrainConfig) -> tuple[np.ndarray, ...]:
-    """The fixed, seeded validation composites: val objects on val frames only, 1..k objects in every image
-    (bare backgrounds, `empty_p`, are for training: they have no foreground to score)."""
-    recipe = dataclasses.replace(cfg.data.composite, empty_p=0.0)
-    gen = CompositeGenerator.from_folders(_split(stamps, "val"), _split(backgrounds, "val"), recipe)
+    """The fixed, seeded validation composites: val objects on held-out val frames, 1..k objects in every image,
+    drawn without the training-only background options (bare backgrounds have no foreground to score; the
+    video look and mosaics are there to train on, not to be judged on)."""
+    recipe = dataclasses.replace(cfg.data.composite, empty_p=0.0, degrade_p=0.0, mosaic_p=0.0)
+    gen = CompositeGenerator.from_folders(_split(stamps, "val"), validation_backgrounds(backgrounds)[0], recipe)
     return draw_batch(gen, cfg.data.val_seed, 0, cfg.data.val_size)
 
 
@@ -49,12 +60,16 @@ def composite_data(stamps: str | Path, backgrounds: str | Path, cfg: TrainConfig
     train = CompositeGenerator.from_folders(_split(stamps, "train"), _split(backgrounds, "train"),
                                             cfg.data.composite)
     images, masks = composite_validation(stamps, backgrounds, cfg)
+    held = validation_backgrounds(backgrounds)[1]
     recipe = cfg.data.composite
-    bare = f", {recipe.empty_p:.0%} bare backgrounds" if recipe.empty_p else ""
+    bare = "".join(f", {p:.0%} {what}" for p, what in [(recipe.empty_p, "bare backgrounds"),
+                                                        (recipe.degrade_p, "video-look backgrounds"),
+                                                        (recipe.mosaic_p, "mosaic backgrounds")] if p)
+    val_frames = f"frames of {len(held)} held-out sources ({', '.join(held)})" if held else "val frames"
     desc = (f"composites: {len(train.stamps)} cut-outs from {Path(stamps).resolve()}/train on random crops of "
             f"{len(train.backgrounds)} frames from {Path(backgrounds).resolve()}/train "
             f"(1..{recipe.max_objects} objects, scale/rotation/flip/jitter/blur/occlusion/off-edge{bare}); "
-            f"validation: {len(images)} fixed composites (seed {cfg.data.val_seed}) of val objects on val frames")
+            f"validation: {len(images)} fixed composites (seed {cfg.data.val_seed}) of val objects on {val_frames}")
     return TrainData(train, images, masks, desc, COMPOSITE_FLAGS)
 
 

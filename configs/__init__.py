@@ -1,0 +1,1 @@
+"""Run presets and training recipes (package data, found through importlib.resources)."""

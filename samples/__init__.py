@@ -1,0 +1,1 @@
+"""The bundled sample clip (package data, found through importlib.resources)."""

@@ -1,0 +1,1 @@
+"""The shipped models (package data, found through importlib.resources)."""

@@ -4,8 +4,8 @@ Stages talk through bounded `Channel`s. A live source's first channel keeps only
 dropped and counted), so latency stays bounded when the engine is slower than the camera; files never drop (the
 capture thread waits). Each frame carries its capture time, so the sink stage measures end-to-end latency.
 A frame is copied at most once per stage: decode and resize to the model input (capture), the batch stacked for
-the engine when batch > 1 (segment), the class mask resized to the frame and drawn in place (annotate). Only the
-engine runs in the segment thread: preprocessing and the mask resize overlap with it, so on files the pipeline
+the engine when batch > 1 (segment), the scores enlarged to the frame, decided and drawn in place (annotate). Only the
+engine runs in the segment thread: preprocessing and the score enlargement overlap with it, so on files the pipeline
 runs at the engine's own rate when the other stages have a core (or the GPU has the engine).
 
 Stopping: the first Ctrl-C/SIGTERM (or `q` in a window) stops capture; frames already in flight are finished and
@@ -24,7 +24,7 @@ import numpy as np
 from .engines.base import Engine
 from .errors import SourceError
 from .overlay import Annotator
-from .preprocess import Geometry, geometry, mask_to_frame, to_model_input
+from .preprocess import Geometry, geometry, scores_to_frame, to_model_input
 from .signals import StopOnSignals
 from .sinks import FrameSink
 from .sources import Status
@@ -40,7 +40,8 @@ class Item:
     t_capture: float           # time.perf_counter() when the frame was read
     t_wall: float              # time.time() at the same moment (for the JSON-lines record)
     ms: dict[str, float] = field(default_factory=dict)
-    mask: np.ndarray | None = None          # model-size class mask from segment, frame-size after annotate
+    scores: np.ndarray | None = None        # model-size output scores [H, W, classes] from segment
+    mask: np.ndarray | None = None          # frame-size class mask from annotate
     model_input: np.ndarray | None = None   # RGB uint8 [H, W, 3] at the model input size
     geo: Geometry | None = None             # how the frame maps to the model input
 
@@ -214,17 +215,17 @@ class Runner:
         else:
             batch = np.stack([item.model_input for item in items], out=self._buffer[:len(items)])
         t0 = time.perf_counter()
-        masks = self.engine.segment(batch)
+        _, scores = self.engine.segment_scores(batch)
         self.engine.sync()
         per_frame = (time.perf_counter() - t0) * 1e3 / len(items)
-        for item, mask in zip(items, masks):
-            item.mask = mask
+        for item, frame_scores in zip(items, scores):
+            item.scores = frame_scores
             item.ms["segment"] = per_frame
 
     def _annotate(self) -> None:
         while (item := self._segmented.get()) is not None:
             t0 = time.perf_counter()
-            item.mask = mask_to_frame(item.mask, item.geo)
+            item.mask = scores_to_frame(item.scores, item.geo)
             item.image = self.annotator.annotate(item.image, item.mask)
             item.ms["annotate"] = (time.perf_counter() - t0) * 1e3
             if not self._annotated.put(item):

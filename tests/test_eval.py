@@ -44,9 +44,10 @@ def test_json_schema(model_path, folders, capsys):
 
 
 def test_masks_equal_to_the_engines_own_output_score_one(model_path, folders):
-    """Write the engine's own prediction (input-size mask, nearest-resized back) as truth: a perfect score
-    proves eval resizes to the input, resizes back with nearest neighbour, and compares at full size."""
+    """Write the engine's own prediction (input-size scores, bilinearly enlarged back and decided) as truth: a
+    perfect score proves eval resizes to the input, enlarges the scores, and compares at full size."""
     from mbunet.modelfile import load_model
+    from mbunet.preprocess import geometry, scores_to_frame
 
     images, masks = folders
     engine = create_engine("reference", load_model(model_path))
@@ -54,8 +55,8 @@ def test_masks_equal_to_the_engines_own_output_score_one(model_path, folders):
     for path in sorted(images.glob("*.png")):
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         small = cv2.resize(rgb, (32, 32), interpolation=cv2.INTER_AREA)
-        pred = engine.segment(small[None])[0]
-        back = cv2.resize(pred, (SIZE[1], SIZE[0]), interpolation=cv2.INTER_NEAREST)
+        scores = engine.segment_scores(small[None])[1][0]
+        back = scores_to_frame(scores, geometry(SIZE, (32, 32), "resize"))
         found_foreground |= bool(back.any())
         cv2.imwrite(str(masks / path.name), back * 255)
     assert found_foreground  # otherwise the test would pass trivially on empty masks

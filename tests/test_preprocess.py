@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mbunet.preprocess import geometry, mask_to_frame, resize_frame, to_model_input
+from mbunet.preprocess import geometry, resize_frame, scores_to_frame, to_model_input
 
 
 def test_letterbox_geometry_keeps_aspect_and_centres():
@@ -49,19 +49,43 @@ def test_rejects_non_bgr_frames():
 
 @pytest.mark.parametrize("fit", ["letterbox", "resize"])
 def test_mask_maps_back_onto_the_frame(fit):
-    """A region marked in frame coordinates survives frame -> model input -> mask -> frame."""
+    """A region marked in frame coordinates survives frame -> model input -> scores -> frame mask."""
     frame_size, input_size = (90, 160), (64, 64)
     geo = geometry(frame_size, input_size, fit)
     frame = np.zeros((*frame_size, 3), np.uint8)
     frame[30:60, 40:120] = 255
     model_in = to_model_input(frame, geo)
-    mask = (model_in[..., 0] > 127).astype(np.uint8)  # a perfect "segmenter"
-    back = mask_to_frame(mask, geo)
-    assert back.shape == frame_size
+    scores = model_in[..., :1].astype(np.int32) - 128  # a perfect "segmenter": >= 0 inside the region
+    back = scores_to_frame(scores, geo)
+    assert back.shape == frame_size and back.dtype == np.uint8
     truth = frame[..., 0] > 127
     assert (back.astype(bool) == truth).mean() > 0.97
-    with pytest.raises(ValueError, match="expected a mask of"):
-        mask_to_frame(np.zeros((10, 10), np.uint8), geo)
+    with pytest.raises(ValueError, match="expected scores"):
+        scores_to_frame(np.zeros((10, 10, 1), np.int32), geo)
+
+
+def test_enlarged_scores_have_no_blocks():
+    """A diagonal edge: deciding after a bilinear enlargement follows the edge; an enlarged class mask would be a
+    staircase of 8x8 blocks. Count the frame rows whose edge position is off the true line by more than 2 px."""
+    n, scale = 24, 8
+    yy, xx = np.mgrid[0:n, 0:n]
+    scores = (xx - yy).astype(np.int32)[..., None] * 4 + 1   # >= 0 right of the diagonal
+    geo = geometry((n * scale, n * scale), (n, n), "resize")
+    mask = scores_to_frame(scores, geo)
+    blocky = np.kron((scores[..., 0] >= 0).astype(np.uint8), np.ones((scale, scale), np.uint8))
+    rows = np.arange(n * scale)
+    true_edge = rows  # the zero crossing is the diagonal in frame pixels, give or take half a model pixel
+    smooth_err = np.abs(mask.argmax(axis=1) - true_edge)
+    blocky_err = np.abs(blocky.argmax(axis=1) - true_edge)
+    assert np.count_nonzero(smooth_err[8:-8] > 6) == 0 and np.count_nonzero(blocky_err[8:-8] > 6) > 0
+
+
+def test_several_classes_take_the_argmax_after_enlarging():
+    scores = np.zeros((4, 4, 3), np.float32)
+    scores[:, :2, 1] = 5.0
+    scores[:, 2:, 2] = 5.0
+    mask = scores_to_frame(scores, geometry((8, 8), (4, 4), "resize"))
+    assert set(np.unique(mask)) == {1, 2} and (mask[:, 0] == 1).all() and (mask[:, -1] == 2).all()
 
 
 def test_staged_area_resize_stays_close_to_one_step():

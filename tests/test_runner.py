@@ -18,7 +18,7 @@ from mbunet.app.cli import main as cli
 from mbunet.config import RunConfig, SourceConfig, TelemetryConfig
 from mbunet.engines.base import create_engine
 from mbunet.modelfile import load_model
-from mbunet.preprocess import geometry, mask_to_frame, to_model_input
+from mbunet.preprocess import geometry, scores_to_frame, to_model_input
 from mbunet.runner import Channel, Item
 from mbunet.session import run
 from mbunet.sources import Status, open_source
@@ -77,7 +77,7 @@ def expected_masks(uri, model_path, n, fit="letterbox"):
     out = []
     while len(out) < n and (cap := src.read()).status is Status.OK:
         geo = geometry(cap.image.shape[:2], model.arch.input_size, fit)
-        out.append(mask_to_frame(engine.segment(to_model_input(cap.image, geo)[None])[0], geo))
+        out.append(scores_to_frame(engine.segment_scores(to_model_input(cap.image, geo)[None])[1][0], geo))
     return out
 
 

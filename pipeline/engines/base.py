@@ -5,8 +5,10 @@ Contract (every engine, tested by tests/test_engines_conformance.py):
   it is a classmethod and must be cheap: no kernel compilation, no model upload.
 - `load(model)` checks shapes once and uploads/prepares the weights.
 - `segment(frames)` takes uint8 RGB frames [N, H, W, 3] at the model's input size and returns uint8 class
-  masks [N, H, W] (0 = background). `segment_bits` also returns every packed activation tensor by step name
-  (see arch.plan) and "out.logits" (int32 [N, H, W, classes]) so tests can compare engines layer by layer.
+  masks [N, H, W] (0 = background). `segment_scores` also returns the output scores before the class decision
+  (int32 logits of the bit engines, float32 of the torch ones; [N, H, W, classes]), which preprocess.scores_to_frame
+  enlarges to a frame without blocks. `segment_bits` returns every packed activation tensor by step name (see
+  arch.plan) and "out.logits" so tests can compare engines layer by layer.
 - `sync()` waits for queued device work (timing); `close()` frees device memory.
 """
 from __future__ import annotations
@@ -47,9 +49,16 @@ class Engine(ABC):
         masks, _ = self.segment_bits(frames, keep_bits=False)
         return masks
 
+    def segment_scores(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 class masks [N, H, W], output scores [N, H, W, classes]) of uint8 RGB frames [N, H, W, 3]."""
+        masks, kept = self.segment_bits(frames, keep_bits=False, keep_logits=True)
+        return masks, kept["out.logits"]
+
     @abstractmethod
-    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Masks plus, when keep_bits, every intermediate packed tensor by step name (tests)."""
+    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True,
+                     keep_logits: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Masks plus, when keep_bits, every intermediate packed tensor by step name (tests), and "out.logits"
+        when keep_bits or keep_logits."""
 
     def sync(self) -> None:
         """Wait for queued device work; CPU engines are synchronous."""

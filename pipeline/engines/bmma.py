@@ -112,19 +112,19 @@ class BmmaEngine(Engine):
                                        arrays.get("threshold", arrays.get("bias"))))
         return structs, alive
 
-    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True,
+                     keep_logits: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         frames = self.check_frames(frames)
         n, h, w, _ = frames.shape
         masks = np.empty((n, h, w), np.uint8)
         self.lib.run(self._handle, frames, masks)
         bits: dict[str, np.ndarray] = {}
-        if keep_bits:
-            for i, s in enumerate(self.steps):
-                if s.op == "output":
-                    bits["out.logits"] = self._fetch(i, (n, s.height, s.width, s.cout), np.int32)
-                else:
-                    words = s.cin_words if s.op in ("pool", "concat") else s.cout_words
-                    bits[s.name] = self._fetch(i, (n, s.height, s.width, words), np.uint32)
+        for i, s in enumerate(self.steps):
+            if s.op == "output" and (keep_bits or keep_logits):
+                bits["out.logits"] = self._fetch(i, (n, s.height, s.width, s.cout), np.int32)
+            elif keep_bits:
+                words = s.cin_words if s.op in ("pool", "concat") else s.cout_words
+                bits[s.name] = self._fetch(i, (n, s.height, s.width, words), np.uint32)
         return masks, bits
 
     def _fetch(self, step: int, shape: tuple[int, ...], dtype) -> np.ndarray:

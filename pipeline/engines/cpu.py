@@ -140,6 +140,10 @@ class CpuEngine(Engine):
         h, w = model.arch.input_size
         self.segment(np.zeros((1, h, w, 3), np.uint8))  # compile or load the cache now, not on the first frame
 
-    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True,
+                     keep_logits: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         frames = self.check_frames(frames)
-        return execute(self.steps, self.weights, frames, self.kernels, keep_bits)
+        masks, logits, kept = execute(self.steps, self.weights, frames, self.kernels, keep_bits)
+        if keep_logits:
+            kept["out.logits"] = logits
+        return masks, kept

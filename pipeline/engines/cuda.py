@@ -239,23 +239,30 @@ class CudaEngine(Engine):
         else:
             log.info("engine cuda: model %s on %s", model.name, self.device)
 
-    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True,
+                     keep_logits: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         frames = self.check_frames(frames)
-        d_frames, d_masks, kept = self._enqueue(frames, self.kernels, self.arena, keep_bits)
+        _, d_masks, d_logits, kept = self._enqueue(frames, self.kernels, self.arena, keep_bits)
+        return self._to_host(d_masks, d_logits if keep_logits else None, kept), kept
+
+    def _to_host(self, d_masks, d_logits, kept: dict) -> np.ndarray:
+        """Copy the masks (and the logits, when given, into kept["out.logits"]) to the host and wait for them."""
         masks = d_masks.copy_to_host(stream=self.stream)
+        if d_logits is not None:
+            kept["out.logits"] = d_logits.copy_to_host(stream=self.stream)
         self.stream.synchronize()
-        return masks, kept
+        return masks
 
     def _enqueue(self, frames: np.ndarray, kernels: CudaKernels, arena: BufferArena, keep_bits: bool = False,
                  upload: bool = True):
         """Queue one batch with `kernels`: the frames into the arena's first buffer (uploaded unless `upload` is
-        False), then every step. Returns (device frames, device masks, kept host copies)."""
+        False), then every step. Returns (device frames, device masks, device logits, kept host copies)."""
         arena.start_batch()
         d_frames = arena(frames.shape, np.uint8, stream=self.stream)
         if upload:
             d_frames.copy_to_device(frames, stream=self.stream)
-        d_masks, kept = execute(self.steps, self.weights, d_frames, kernels, keep_bits)
-        return d_frames, d_masks, kept
+        d_masks, d_logits, kept = execute(self.steps, self.weights, d_frames, kernels, keep_bits)
+        return d_frames, d_masks, d_logits, kept
 
     def sync(self) -> None:
         self.stream.synchronize()
@@ -271,6 +278,7 @@ class CapturedBatch(NamedTuple):
     graph: object
     frames: object
     masks: object
+    logits: object
     arena: BufferArena
 
 
@@ -303,16 +311,16 @@ class CudaGraphEngine(CudaEngine):
         self.core_stream = Stream.from_handle(int(self.stream.handle))  # the same stream, as cuda.core sees it
         self.graphs: dict[tuple[int, ...], CapturedBatch] = {}  # by frames shape
 
-    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True,
+                     keep_logits: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         if keep_bits:  # copies of every layer to the host cannot be part of a graph
-            return super().segment_bits(frames, keep_bits)
+            return super().segment_bits(frames, keep_bits, keep_logits)
         frames = self.check_frames(frames)
         captured = self.graphs.get(frames.shape) or self._capture(frames)
         captured.frames.copy_to_device(frames, stream=self.stream)
         captured.graph.launch(self.core_stream)
-        masks = captured.masks.copy_to_host(stream=self.stream)
-        self.stream.synchronize()
-        return masks, {}
+        kept: dict[str, np.ndarray] = {}
+        return self._to_host(captured.masks, captured.logits if keep_logits else None, kept), kept
 
     def _capture(self, frames: np.ndarray) -> CapturedBatch:
         arena = BufferArena()
@@ -320,12 +328,12 @@ class CudaGraphEngine(CudaEngine):
         self.stream.synchronize()
         try:
             builder = self.core_stream.create_graph_builder().begin_building()
-            d_frames, d_masks, _ = self._enqueue(frames, CudaKernels(builder, arena), arena, upload=False)
+            d_frames, d_masks, d_logits, _ = self._enqueue(frames, CudaKernels(builder, arena), arena, upload=False)
             graph = builder.end_building().complete()
         except Exception as e:  # cuda.core and the driver raise many types; the user needs the first line
             raise EngineUnavailable(f"engine cuda-graph: capturing the kernels into a CUDA graph failed "
                                     f"({one_line(e)})") from e
-        self.graphs[frames.shape] = CapturedBatch(graph, d_frames, d_masks, arena)
+        self.graphs[frames.shape] = CapturedBatch(graph, d_frames, d_masks, d_logits, arena)
         return self.graphs[frames.shape]
 
     def close(self) -> None:

@@ -35,12 +35,13 @@ def last_uses(steps: list[Step]) -> dict[str, int]:
 
 
 def execute(steps: list[Step], weights: dict, frames, kernels: KernelSet,
-            keep_bits: bool = False) -> tuple[object, dict[str, np.ndarray]]:
-    """Run the network; returns (masks as produced by kernels.output, host copies of kept tensors)."""
+            keep_bits: bool = False) -> tuple[object, object, dict[str, np.ndarray]]:
+    """Run the network; returns (masks and logits as produced by kernels.output, host copies of every tensor when
+    `keep_bits`)."""
     tensors = {"frames": frames}
     kept: dict[str, np.ndarray] = {}
     last = last_uses(steps)
-    masks = None
+    masks = logits = None
     for i, s in enumerate(steps):
         x = [tensors[n] for n in s.inputs]
         w = lambda suffix: weights[f"{s.name}.{suffix}"]  # noqa: E731  (short accessor for this step)
@@ -67,4 +68,4 @@ def execute(steps: list[Step], weights: dict, frames, kernels: KernelSet,
         for name in s.inputs:
             if last.get(name) == i and name != "frames":
                 del tensors[name]
-    return masks, kept
+    return masks, logits, kept

@@ -123,6 +123,10 @@ class ReferenceEngine(Engine):
         self.model = model
         self.steps = plan(model.arch)
 
-    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True,
+                     keep_logits: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         frames = self.check_frames(frames)
-        return execute(self.steps, self.model.arrays, frames, self.kernels, keep_bits)
+        masks, logits, kept = execute(self.steps, self.model.arrays, frames, self.kernels, keep_bits)
+        if keep_logits:
+            kept["out.logits"] = logits
+        return masks, kept

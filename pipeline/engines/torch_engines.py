@@ -125,7 +125,8 @@ class _TorchEngine(Engine):
             self.scale = 1 / 255.0
         self.net = net.eval().to(self.device, self.dtype, memory_format=torch.channels_last)
 
-    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def segment_bits(self, frames: np.ndarray, keep_bits: bool = True,
+                     keep_logits: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         torch = _torch()
         frames = self.check_frames(frames)
         with torch.inference_mode(), self.precision():
@@ -135,7 +136,8 @@ class _TorchEngine(Engine):
                 masks = (logits[:, 0] >= 0).to(torch.uint8)
             else:
                 masks = logits.argmax(dim=1).to(torch.uint8)
-        return masks.cpu().numpy(), {}
+        kept = {"out.logits": logits.permute(0, 2, 3, 1).cpu().numpy()} if keep_logits else {}
+        return masks.cpu().numpy(), kept
 
     def precision(self):
         """The numeric mode the network runs in (the dtype says the rest)."""

@@ -1,7 +1,8 @@
 """Score a model file with any engine on an image/mask folder: foreground Dice, IoU (per-image means) and F1.
 
-Each image is resized (stretched) to the model input, segmented, and the mask resized back to the image's own
-size with nearest neighbour before it is compared with the true mask at full resolution.
+Each image is resized (stretched) to the model input and segmented; its output scores are enlarged back to the
+image's own size (preprocess.scores_to_frame, as `mbunet run` does) before the mask is compared with the true mask
+at full resolution.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def evaluate(model_ref: str | Path | ModelFile, images: str | Path, masks: str |
              batch: int = 8, progress: Callable[[int, int], None] | None = None) -> EvalResult:
     """Load the model (unless given loaded), create the engine, and score every image of the folder."""
     from ..engines.base import create_engine
-    from ..preprocess import geometry, mask_to_frame, to_model_input
+    from ..preprocess import geometry, scores_to_frame, to_model_input
 
     pairs = pair_folders(images, masks)  # checks the folders before the (slow) engine set-up
     model = model_ref if isinstance(model_ref, ModelFile) else load_model(model_ref)
@@ -46,8 +47,8 @@ def evaluate(model_ref: str | Path | ModelFile, images: str | Path, masks: str |
             geos = [geometry(f.shape[:2], model.arch.input_size, fit="resize") for f in frames]
             truth = [read_mask(p, f.shape[:2], model.arch.classes) for p, f in zip(chunk, frames)]
             inputs = np.stack([to_model_input(f, g) for f, g in zip(frames, geos)])
-            for pred, g, t in zip(eng.segment(inputs), geos, truth):
-                scores.add(mask_to_frame(pred, g), t)
+            for out, g, t in zip(eng.segment_scores(inputs)[1], geos, truth):
+                scores.add(scores_to_frame(out, g), t)
             if progress:
                 progress(min(start + batch, len(pairs)), len(pairs))
     finally:

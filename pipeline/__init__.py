@@ -10,13 +10,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _API = {
     "load_model": "modelfile", "create_engine": "engines.base", "list_engines": "engines.base",
     "choose_engine": "engines.base", "load_config": "config", "run": "session", "MbunetError": "errors",
+    "Segmenter": "api", "stream": "api", "frames": "api",
 }
 __all__ = sorted(_API)
 
 
 def __getattr__(name: str):
     if name not in _API:
-        raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+        raise AttributeError(f"module 'mbunet' has no attribute {name!r}")
     import importlib
 
     return getattr(importlib.import_module(f".{_API[name]}", __name__), name)

@@ -8,11 +8,14 @@ the engine when batch > 1 (segment), the scores enlarged to the frame, decided a
 engine runs in the segment thread: preprocessing and the score enlargement overlap with it, so on files the pipeline
 runs at the engine's own rate when the other stages have a core (or the GPU has the engine).
 
-Stopping: the first Ctrl-C/SIGTERM (or `q` in a window) stops capture; frames already in flight are finished and
-every sink is closed, so files stay playable and the summary is written. A second Ctrl-C interrupts at once.
+Stopping: the first SIGINT/SIGTERM/SIGHUP (or `q` in a window) stops capture; frames already in flight are
+finished. A later signal hurries: the frames still queued between stages are dropped. Either way the sinks thread
+closes every sink after its last write (no other thread can close a file under it), so files stay playable, and
+the summary counts exactly the frames the sinks wrote.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -21,10 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .engines.base import Engine
+from .api import Segmenter
 from .errors import SourceError
 from .overlay import Annotator
-from .preprocess import Geometry, geometry, scores_to_frame, to_model_input
+from .preprocess import Geometry
 from .signals import StopOnSignals
 from .sinks import FrameSink
 from .sources import Status
@@ -98,7 +101,6 @@ class Channel:
 
 @dataclass(frozen=True)
 class RunOptions:
-    fit: str = "letterbox"
     batch: int = 1
     queue_size: int = 4
     max_frames: int = 0
@@ -111,20 +113,22 @@ class RunOptions:
 class Runner:
     """Runs one source through one engine into one fan-out of sinks; `run()` returns when all stages are done."""
 
-    def __init__(self, source, engine: Engine, annotator: Annotator, sinks: FrameSink, telemetry: Telemetry,
-                 options: RunOptions = RunOptions()) -> None:
-        self.source, self.engine, self.annotator, self.sinks = source, engine, annotator, sinks
+    def __init__(self, source, segmenter: Segmenter, annotator: Annotator, sinks: FrameSink, telemetry: Telemetry,
+                 options: RunOptions = RunOptions(), stop: threading.Event | None = None,
+                 hurry: threading.Event | None = None) -> None:
+        self.source, self.segmenter, self.annotator, self.sinks = source, segmenter, annotator, sinks
         self.telemetry, self.options = telemetry, options
         self.live = bool(source.live)
         self.batch = 1 if self.live else options.batch
-        self.stop = threading.Event()
+        # a caller that watches signals from earlier on (the session, from start-up) passes its own events
+        self.stop = stop or threading.Event()
+        self.hurry = hurry or threading.Event()
         self.errors: list[BaseException] = []
         self._captured = Channel(1 if self.live else options.queue_size, self.live, telemetry.count_drop)
         self._segmented = Channel(options.queue_size)
         self._annotated = Channel(options.queue_size)
         self._channels = (self._captured, self._segmented, self._annotated)
-        self._geo: Geometry | None = None
-        self._buffer = np.empty((self.batch, *engine.model.arch.input_size, 3), np.uint8) if self.batch > 1 else None
+        self._buffer = np.empty((self.batch, *segmenter.input_size, 3), np.uint8) if self.batch > 1 else None
 
     def run(self) -> None:
         """Run to the end of the source, a stop request or an error (re-raised here after a clean shutdown)."""
@@ -132,7 +136,7 @@ class Runner:
                   ("annotate", self._annotate, self._annotated), ("sinks", self._write, None)]
         threads = [threading.Thread(target=self._guard, args=(body, out), name=f"mbunet-{name}", daemon=True)
                    for name, body, out in stages]
-        with StopOnSignals(self.stop):
+        with StopOnSignals(self.stop, self.hurry):
             for t in threads:
                 t.start()
             self._report(threads)
@@ -146,11 +150,14 @@ class Runner:
         except BaseException as e:  # any stage failure stops the whole run; re-raised by run()
             self.errors.append(e)
             self.stop.set()
-            for ch in self._channels:
-                ch.abort()
+            self._drop_in_flight()
         finally:
             if out is not None:
                 out.close()
+
+    def _drop_in_flight(self) -> None:
+        for ch in self._channels:
+            ch.abort()
 
     def _capture(self) -> None:
         src, opts, tel = self.source, self.options, self.telemetry
@@ -186,11 +193,7 @@ class Runner:
 
     def _preprocess(self, item: Item) -> None:
         t0 = time.perf_counter()
-        frame_size = item.image.shape[:2]
-        if self._geo is None or self._geo.frame_size != frame_size:
-            self._geo = geometry(frame_size, self.engine.model.arch.input_size, self.options.fit)
-        item.geo = self._geo
-        item.model_input = to_model_input(item.image, self._geo)
+        item.model_input, item.geo = self.segmenter.prepare(item.image)
         item.ms["preprocess"] = (time.perf_counter() - t0) * 1e3
 
     def _segment(self) -> None:
@@ -215,8 +218,7 @@ class Runner:
         else:
             batch = np.stack([item.model_input for item in items], out=self._buffer[:len(items)])
         t0 = time.perf_counter()
-        _, scores = self.engine.segment_scores(batch)
-        self.engine.sync()
+        scores = self.segmenter.infer(batch)
         per_frame = (time.perf_counter() - t0) * 1e3 / len(items)
         for item, frame_scores in zip(items, scores):
             item.scores = frame_scores
@@ -225,13 +227,22 @@ class Runner:
     def _annotate(self) -> None:
         while (item := self._segmented.get()) is not None:
             t0 = time.perf_counter()
-            item.mask = scores_to_frame(item.scores, item.geo)
+            item.mask = self.segmenter.to_frame(item.scores, item.geo)
             item.image = self.annotator.annotate(item.image, item.mask)
             item.ms["annotate"] = (time.perf_counter() - t0) * 1e3
             if not self._annotated.put(item):
                 return
 
     def _write(self) -> None:
+        try:
+            self._write_frames()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the write error is the one to report, not a close after it
+                self.sinks.close()
+            raise
+        self.sinks.close()
+
+    def _write_frames(self) -> None:
         tel = self.telemetry
         while (item := self._annotated.get()) is not None:
             t0 = time.perf_counter()
@@ -268,6 +279,8 @@ class Runner:
         last_status = time.perf_counter()
         while any(t.is_alive() for t in threads):
             threads[-1].join(0.2)
+            if self.hurry.is_set():
+                self._drop_in_flight()
             now = time.perf_counter()
             if now - last_status < opts.status_interval_s:
                 continue

@@ -7,48 +7,22 @@ loaded), then the model and engine (the chosen engine and why are logged), then 
 from __future__ import annotations
 
 import json
-import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-from . import modelfile
-from .arch import Architecture
+from .api import Segmenter, load_run_model
 from .config import RunConfig
-from .engines.base import choose_engine, create_engine
-from .errors import ModelFileError, SourceError
+from .errors import MbunetError, SinkError, SourceError
 from .overlay import create_annotator
-from .runner import RunOptions, Runner
+from .runner import Runner, RunOptions
+from .signals import StopOnSignals
 from .sinks import FanOut, open_sink
 from .sources import SourceOptions, open_source
 from .telemetry import Telemetry
 from .uri import parse_uri
-
-_RANDOM = re.compile(r"^random(?::(\d+))?(?::(\d+)x(\d+))?$")
-
-
-def load_run_model(ref: str) -> modelfile.ModelFile:
-    """A model path or shipped name; "" = the default shipped model; "random[:WIDTH[:HxW]]" = untrained weights.
-
-    The random model exists for smoke tests and pipeline benchmarks without trained weights: its masks are noise,
-    and the run says so.
-    """
-    m = _RANDOM.match(ref)
-    if m:
-        from .export import random_quantized_model
-
-        width = int(m.group(1) or 16)
-        size = (int(m.group(2)), int(m.group(3))) if m.group(2) else (256, 256)
-        try:
-            arch = Architecture(width=width, input_size=size)
-        except ValueError as e:
-            raise ModelFileError(f"--model {ref}: {e}") from e
-        return random_quantized_model(arch, seed=0, name=f"random-w{width}-{size[0]}x{size[1]}")
-    if not ref and modelfile.DEFAULT_MODEL not in modelfile.shipped_names():
-        raise ModelFileError(f"the default model {modelfile.DEFAULT_MODEL} is not in {modelfile.WEIGHTS_DIR}; "
-                             f"pass --model PATH (or --model random for an untrained smoke test)")
-    return modelfile.load_model(ref or modelfile.DEFAULT_MODEL)
 
 
 def make_run_dir(root: str) -> Path:
@@ -58,7 +32,10 @@ def make_run_dir(root: str) -> Path:
     path, n = base, 1
     while path.exists():
         path, n = Path(f"{base}-{n}"), n + 1
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as e:
+        raise SinkError(f"{path}: cannot create the run folder ({e.strerror})") from e
     return path
 
 
@@ -74,41 +51,41 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None, progress: b
     if headless and any(parse_uri(o, "output").scheme == "display" for o in config.outputs):
         log("warning: headless: the display:// output is skipped")
     src_cfg = config.source
-    source = open_source(src_cfg.uri, SourceOptions(src_cfg.width, src_cfg.height, src_cfg.rate, src_cfg.loop,
-                                                    src_cfg.open_timeout_s, src_cfg.read_timeout_s,
-                                                    src_cfg.rtsp_transport),
-                         src_cfg.reconnect, src_cfg.backoff_s, src_cfg.backoff_max_s, src_cfg.give_up_s)
-    try:
-        return _run_source(config, source, headless, log, progress)
-    finally:
-        source.close()
+    # watched from here on: a signal while a stream or the model is still being opened stops the run just as well
+    with StopOnSignals(threading.Event()) as signals:
+        source = open_source(src_cfg.uri, SourceOptions(src_cfg.width, src_cfg.height, src_cfg.rate, src_cfg.loop,
+                                                        src_cfg.open_timeout_s, src_cfg.read_timeout_s,
+                                                        src_cfg.rtsp_transport),
+                             src_cfg.reconnect, src_cfg.backoff_s, src_cfg.backoff_max_s, src_cfg.give_up_s, log)
+        try:
+            return _run_source(config, source, headless, log, progress, signals)
+        finally:
+            source.close()
 
 
-def _run_source(config: RunConfig, source, headless: bool, log, progress: bool) -> dict:
+def _run_source(config: RunConfig, source, headless: bool, log, progress: bool, signals: StopOnSignals) -> dict:
     log(f"source: {source.describe()}" + (" (live: newest frame kept)" if source.live else ""))
     model = load_run_model(config.model)
     if model.path is None:
         log(f"warning: model {model.name} has untrained random weights: the masks are noise")
-    reason = choose_engine(model).reason if config.engine == "auto" else "requested"
-    engine = create_engine(config.engine, model)
-    log(f"model: {model.name} ({model.kind}, input {model.arch.input_size[1]}x{model.arch.input_size[0]}); "
-        f"engine: {engine.name} ({reason})")
-    try:
-        return _run_engine(config, source, model, engine, headless, log, progress)
-    finally:
-        engine.close()
+    with Segmenter(model, config.engine, config.fit) as segmenter:
+        log(f"model: {model.name} ({model.kind}, input {model.arch.input_size[1]}x{model.arch.input_size[0]}); "
+            f"engine: {segmenter.engine_name} ({segmenter.engine_reason})")
+        return _run_engine(config, source, segmenter, headless, log, progress, signals)
 
 
-def _run_engine(config: RunConfig, source, model, engine, headless: bool, log, progress: bool) -> dict:
+def _run_engine(config: RunConfig, source, segmenter: Segmenter, headless: bool, log, progress: bool,
+                signals: StopOnSignals) -> dict:
+    model, engine = segmenter.model, segmenter.engine
     annotator = create_annotator(config.overlay.style, model.labels, config.overlay.alpha, config.overlay.blur,
                                  config.overlay.color, config.overlay.thickness)
     run_dir = make_run_dir(config.run_dir)
     outputs = _open_outputs(config, run_dir, headless, source.fps or 25.0)
     sinks = FanOut(list(outputs.values()))
     telemetry = Telemetry(config.telemetry.fps_window_s, _power_meter(config, log))
-    options = RunOptions(config.fit, config.batch, config.queue_size, config.source.max_frames, config.source.loop,
+    options = RunOptions(config.batch, config.queue_size, config.source.max_frames, config.source.loop,
                          config.source.rate, config.telemetry.status_interval_s, progress)
-    runner = Runner(source, engine, annotator, sinks, telemetry, options)
+    runner = Runner(source, segmenter, annotator, sinks, telemetry, options, signals.stop, signals.hurry)
     error: BaseException | None = None
     try:
         runner.run()
@@ -117,14 +94,33 @@ def _run_engine(config: RunConfig, source, model, engine, headless: bool, log, p
     finally:
         sinks.close()
     summary = _summary(config, source, model, engine, list(outputs), run_dir, telemetry, runner.stop.is_set(), error)
+    summary["signals"] = signals.received
     if telemetry.meter is not None:
         telemetry.meter.close()
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    kept = _write_summary(run_dir, summary, telemetry.frames)
+    if isinstance(error, MbunetError):
+        raise type(error)(f"{error}; {kept}") from error
     if error is not None:
         raise error
     if source.problem:
-        raise SourceError(source.problem + f" (outputs and summary written to {run_dir})")
+        raise SourceError(f"{source.problem}; {kept}")
+    if not (run_dir / "summary.json").exists():
+        raise SinkError(kept)
     return summary
+
+
+def _write_summary(run_dir: Path, summary: dict, frames: int) -> str:
+    """Write summary.json; says what the run kept and where the summary is, or why it could not be written
+    (a full or read-only disk must not turn into a traceback that hides the frames already written)."""
+    path = run_dir / "summary.json"
+    tmp = path.with_suffix(".json.tmp")
+    try:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)  # a summary is whole or absent, never cut off by a full disk
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        return f"{frames} frames written; summary NOT written to {path} ({e.strerror})"
+    return f"{frames} frames written; summary {path}"
 
 
 def _open_outputs(config: RunConfig, run_dir: Path, headless: bool, fps: float) -> dict:

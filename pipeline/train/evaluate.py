@@ -33,24 +33,18 @@ class EvalResult:
 def evaluate(model_ref: str | Path | ModelFile, images: str | Path, masks: str | Path, engine: str = "auto",
              batch: int = 8, progress: Callable[[int, int], None] | None = None) -> EvalResult:
     """Load the model (unless given loaded), create the engine, and score every image of the folder."""
-    from ..engines.base import create_engine
-    from ..preprocess import geometry, scores_to_frame, to_model_input
+    from ..api import Segmenter
 
     pairs = pair_folders(images, masks)  # checks the folders before the (slow) engine set-up
     model = model_ref if isinstance(model_ref, ModelFile) else load_model(model_ref)
-    eng = create_engine(engine, model)
     scores = ScoreSet()
-    try:
+    with Segmenter(model, engine, fit="resize") as seg:
         for start in range(0, len(pairs), batch):
             chunk = pairs[start:start + batch]
             frames = [read_image(p) for p in chunk]
-            geos = [geometry(f.shape[:2], model.arch.input_size, fit="resize") for f in frames]
             truth = [read_mask(p, f.shape[:2], model.arch.classes) for p, f in zip(chunk, frames)]
-            inputs = np.stack([to_model_input(f, g) for f, g in zip(frames, geos)])
-            for out, g, t in zip(eng.segment_scores(inputs)[1], geos, truth):
-                scores.add(scores_to_frame(out, g), t)
+            for pred, t in zip(seg.batch(frames), truth):
+                scores.add(pred, t)
             if progress:
                 progress(min(start + batch, len(pairs)), len(pairs))
-    finally:
-        eng.close()
-    return EvalResult(model.name, eng.name, scores.result(), scores.image_dice())
+    return EvalResult(model.name, seg.engine_name, scores.result(), scores.image_dice())

@@ -126,19 +126,20 @@ class StreamResult:
     ms: dict[str, float] = field(default_factory=dict)   # "capture", "preprocess", "segment", "resize" times
 
 
-def frames(source: str, max_frames: int = 0, **options) -> Iterator[np.ndarray]:
+def frames(source: str, max_frames: int = 0, reconnect: bool = True, **options) -> Iterator[np.ndarray]:
     """BGR frames of any source URI `mbunet run` accepts (files, folders, cameras, streams); `options` are
-    sources.SourceOptions fields (width, height, rate, loop, open_timeout_s, ...). Live sources reconnect."""
-    for _, frame in _read(source, max_frames, options):
+    sources.SourceOptions fields (width, height, rate, loop, open_timeout_s, ...). Live sources reconnect when
+    they drop unless `reconnect` is False."""
+    for _, frame in _read(source, max_frames, reconnect, options):
         yield frame
 
 
-def _read(source: str, max_frames: int, options: dict) -> Iterator[tuple[float, np.ndarray]]:
+def _read(source: str, max_frames: int, reconnect: bool, options: dict) -> Iterator[tuple[float, np.ndarray]]:
     import time
 
     from .sources import SourceOptions, Status, open_source
 
-    src = open_source(source, SourceOptions(**options))
+    src = open_source(source, SourceOptions(**options), reconnect=reconnect)
     try:
         count = 0
         while not (max_frames and count >= max_frames):
@@ -167,7 +168,7 @@ def stream(source: str, model: str | Path | ModelFile | Segmenter = "", engine: 
 
     seg = model if isinstance(model, Segmenter) else Segmenter(model, engine, fit)
     try:
-        for index, (capture_ms, frame) in enumerate(_read(source, max_frames, options)):
+        for index, (capture_ms, frame) in enumerate(_read(source, max_frames, True, options)):
             t0 = time.perf_counter()
             model_input, geo = seg.prepare(frame)
             t1 = time.perf_counter()

@@ -142,20 +142,11 @@ def random_frames(input_size: tuple[int, int], batch: int, seed: int) -> np.ndar
 def video_frames(uri: str, input_size: tuple[int, int], batch: int) -> np.ndarray:
     """The first min(batch, DISTINCT_FRAMES) frames of a video/images source, letterboxed to the model input,
     repeated to `batch`."""
+    from .api import frames as read_frames
     from .preprocess import geometry, to_model_input
-    from .sources import Status, open_source
 
-    source = open_source(uri, reconnect=False)
-    frames = []
-    try:
-        while len(frames) < min(batch, DISTINCT_FRAMES):
-            cap = source.read()
-            if cap.status is Status.OK:
-                frames.append(to_model_input(cap.image, geometry(cap.image.shape[:2], input_size)))
-            elif cap.status is not Status.TIMEOUT:
-                break
-    finally:
-        source.close()
+    frames = [to_model_input(f, geometry(f.shape[:2], input_size))
+              for f in read_frames(uri, max_frames=min(batch, DISTINCT_FRAMES), reconnect=False)]
     if not frames:
         raise SourceError(f"--input {uri}: no frame could be read")
     return repeat_to(np.stack(frames), batch)

@@ -13,7 +13,8 @@ import sys
 
 from mbunet.errors import MbunetError
 
-COMMANDS = ("run", "bench", "power", "train", "eval", "sweep", "cost", "models", "export", "build-kernels", "doctor")
+COMMANDS = ("run", "batch", "bench", "power", "train", "eval", "sweep", "cost", "models", "export", "build-kernels",
+            "doctor")
 
 
 def _command_module(name: str):

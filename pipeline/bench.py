@@ -54,6 +54,7 @@ class BenchRow:
     energy_ratio: float | None = None
     baseline: str | None = None
     skipped: str | None = None
+    engine_detail: str | None = None  # what the engine loaded where the machine decides (bmma: its library, why)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -249,6 +250,7 @@ def bench_engine(name: str, model: ModelFile, frames: np.ndarray, settings: Benc
         row.skipped = str(e)
         return row
     row.load_s = time.perf_counter() - t0
+    row.engine_detail = engine.detail
     try:
         masks, times, energy = time_engine(engine, frames, settings, meter)
     except MbunetError as e:  # e.g. a CUDA graph that cannot be captured: listed with its reason, the rest still run

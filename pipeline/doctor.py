@@ -43,7 +43,7 @@ def _numba_cuda() -> Check:
 
         ver = version("numba-cuda")
     except Exception:
-        return Check("numba-cuda", False, "not installed (pip install numba-cuda[cu13])")
+        return Check("numba-cuda", False, "not installed (`cuda driver` above says which extra fits)")
     try:
         from numba import cuda
 
@@ -54,6 +54,26 @@ def _numba_cuda() -> Check:
         return Check("numba-cuda", True, f"{ver}; devices: {', '.join(devs)}")
     except Exception as e:
         return Check("numba-cuda", False, f"{ver}; CUDA check failed: {e}")
+
+
+def _cuda_driver() -> Check:
+    """The driver's CUDA version and the numba-cuda extra that fits it, in one line."""
+    from .cudadriver import driver_cuda_version, extra_advice, extra_for, numba_cuda_mismatch
+
+    driver = driver_cuda_version()
+    mismatch = numba_cuda_mismatch(driver)
+    return Check("cuda driver", driver is not None and extra_for(driver) is not None and mismatch is None,
+                 mismatch or extra_advice(driver))
+
+
+def _bmma_library() -> Check:
+    """Which bmma library the engine would load here and why, without building or loading it."""
+    from .engines.bmma_library import library_problem, plan
+
+    choice = plan()
+    why = library_problem() if choice.path is None else None
+    built_later = "" if choice.path else "; nvcc builds it on first use"
+    return Check("bmma lib", why is None, why or f"{choice}{built_later}")
 
 
 def _nvcc() -> Check:
@@ -79,7 +99,8 @@ def _torch_cuda() -> Check:
 
 def environment_checks() -> list[Check]:
     return [Check("python", True, f"{platform.python_version()} ({platform.machine()}, {platform.system()})"),
-            _version("numpy"), _version("numba"), _numba_cuda(), _torch_cuda(), _opencv(), _nvcc()]
+            _version("numpy"), _version("numba"), _cuda_driver(), _numba_cuda(), _torch_cuda(), _opencv(), _nvcc(),
+            _bmma_library()]
 
 
 def engine_checks() -> list[Check]:

@@ -70,7 +70,8 @@ def _run_source(config: RunConfig, source, headless: bool, log, progress: bool, 
         log(f"warning: model {model.name} has untrained random weights: the masks are noise")
     with Segmenter(model, config.engine, config.fit) as segmenter:
         log(f"model: {model.name} ({model.kind}, input {model.arch.input_size[1]}x{model.arch.input_size[0]}); "
-            f"engine: {segmenter.engine_name} ({segmenter.engine_reason})")
+            f"engine: {segmenter.engine_name} ({segmenter.engine_reason})"
+            + (f"; {segmenter.engine.detail}" if segmenter.engine.detail else ""))
         return _run_engine(config, source, segmenter, headless, log, progress, signals)
 
 

@@ -75,13 +75,29 @@ def find_nvcc() -> str:
                            "toolkit to build the bmma library")
 
 
+def nvcc_version(nvcc: str) -> tuple[int, int]:
+    """The CUDA release of an nvcc, e.g. (12, 4); KernelBuildError when it does not say."""
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise KernelBuildError(f"cannot run {nvcc} --version: {e}") from e
+    m = re.search(r"release (\d+)\.(\d+)", out)
+    if not m:
+        raise KernelBuildError(f"{nvcc} --version names no CUDA release")
+    return int(m.group(1)), int(m.group(2))
+
+
 def build(archs: list[str] | tuple[str, ...] | None = None, force: bool = False) -> Path:
     """Compile (unless cached) and return the library path; KernelBuildError with nvcc's first error line."""
     archs = normalise_archs(archs)
     target = library_path(archs)
     if target.is_file() and not force:
         return target
-    nvcc = find_nvcc()
+    return compile_library(find_nvcc(), archs, target)
+
+
+def compile_library(nvcc: str, archs: tuple[str, ...], target: Path) -> Path:
+    """Run nvcc for `archs` into `target`; KernelBuildError with nvcc's first error line."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.stem}.{os.getpid()}.tmp.so")  # concurrent builds never see half a file
     cmd = [nvcc, *nvcc_flags(archs), "-o", str(tmp), str(SOURCE_DIR / MAIN_SOURCE)]

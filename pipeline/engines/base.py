@@ -39,6 +39,9 @@ class Engine(ABC):
 
     def __init__(self) -> None:
         self.model: ModelFile | None = None
+        #: what load() chose where the choice depends on the machine (bmma: which kernel library, and why), for
+        #: the run log and the bench rows
+        self.detail: str | None = None
 
     @abstractmethod
     def load(self, model: ModelFile) -> None:

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..arch import plan
-from ..errors import ConfigError, EngineUnavailable, KernelBuildError, MbunetError
+from ..errors import ConfigError, EngineUnavailable, MbunetError
 from ..modelfile import ModelFile, expected_arrays
 from .base import Engine, register_engine
+from .bmma_library import library_problem, open_library
 
 MIN_CC = 75
 FORM_ENV = "MBUNET_BMMA_FORM"
@@ -45,19 +46,6 @@ def device_problem() -> str | None:
     return None
 
 
-def library_problem() -> str | None:
-    """Why the library can be neither found in the cache nor built (None when it can)."""
-    from mbunet.cudakernels.bmma.build import find_nvcc, library_path
-
-    if library_path().is_file():
-        return None
-    try:
-        find_nvcc()
-    except KernelBuildError as e:
-        return f"library not built and {e}"
-    return None
-
-
 def requested_form(form: str | None = None) -> str:
     form = (form or os.environ.get(FORM_ENV) or "auto").lower()
     if form not in ("auto", "and", "xor"):
@@ -81,9 +69,8 @@ class BmmaEngine(Engine):
         self._handle: ctypes.c_void_p | None = None
 
     def load(self, model: ModelFile) -> None:
-        from mbunet.cudakernels.bmma.lib import load_library
-
-        self.lib = load_library()
+        self.lib, choice = open_library()
+        self.detail = f"library: {choice}"
         self.steps = plan(model.arch)
         structs, keep_alive = self._describe(model)
         self._handle, self.form_used = self.lib.create(structs, self.form)
@@ -139,7 +126,7 @@ class BmmaEngine(Engine):
 
 
 def mma_bench(iters: int = 20000, path: Path | None = None) -> dict:
-    """Throughput of each MMA flavour on GPU 0, from the library at `path` (default: the full build).
+    """Throughput of each MMA flavour on GPU 0, from the library at `path` (default: the one the engine loads).
 
     Returns {"device", "iters", "rows": [{"flavour", "ms", "tops"} or {"flavour", "error"}]}.
 
@@ -150,7 +137,7 @@ def mma_bench(iters: int = 20000, path: Path | None = None) -> dict:
     why = device_problem()
     if why:
         raise EngineUnavailable(f"mma-bench: {why}")
-    lib = load_library(path)
+    lib = load_library(path) if path else open_library()[0]
     dev = lib.device()
     rows = []
     for flavour in FLAVOURS:

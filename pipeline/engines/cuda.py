@@ -40,12 +40,19 @@ def simulator_enabled() -> bool:
 
 def device_problem() -> str | None:
     """Why no CUDA device can run kernels here (None when one can, or when the simulator is on)."""
+    from ..cudadriver import driver_cuda_version, extra_advice, installed_cuda_major, numba_cuda_mismatch
+
+    if installed_cuda_major() is None:  # numba's own numba.cuda would import, but is not the numba-cuda we need
+        return f"numba-cuda is not installed (a CPU-only install): {extra_advice(driver_cuda_version())}"
     try:
         from numba import cuda
     except ImportError as e:
         return f"numba-cuda is not importable ({e})"
     if simulator_enabled():
         return None
+    mismatch = numba_cuda_mismatch(driver_cuda_version())
+    if mismatch:
+        return mismatch
     if cuda.is_available():
         return capability_problem(cuda.gpus[0].compute_capability)
     from numba.cuda.cudadrv.driver import driver

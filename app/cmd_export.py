@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mbunet.export import export_checkpoint
+    from mbunet.train.checkpoint import export_checkpoint
     from mbunet.modelfile import load_model
 
     path = export_checkpoint(args.checkpoint, args.out, args.name)

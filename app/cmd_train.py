@@ -56,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
     if args.config:
         cfg = load_config(args.config)
     elif args.resume:
-        from mbunet.train.trainer import config_of_checkpoint
+        from mbunet.train.checkpoint import config_of_checkpoint
         cfg = config_of_checkpoint(args.resume)
     else:
         raise ConfigError("give --config YAML (a training recipe), or --resume CKPT")
@@ -72,7 +72,8 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from mbunet.train.data import select_data
-    from mbunet.train.trainer import CALIBRATION_IMAGES, CHECKPOINT, Trainer, pick_device
+    from mbunet.train.checkpoint import CHECKPOINT
+    from mbunet.train.trainer import CALIBRATION_IMAGES, Trainer, pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

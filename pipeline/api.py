@@ -38,7 +38,7 @@ def load_run_model(ref: str) -> modelfile.ModelFile:
     """
     m = _RANDOM.match(ref)
     if m:
-        from .export import random_quantized_model
+        from .random_model import random_quantized_model
 
         width = int(m.group(1) or 16)
         size = (int(m.group(2)), int(m.group(3))) if m.group(2) else (256, 256)

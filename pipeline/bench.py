@@ -110,7 +110,7 @@ def resolve_auto(names: list[str], model: ModelFile) -> list[str]:
 
 def bench_model(model: ModelFile, size: tuple[int, int] | None, seed: int) -> ModelFile:
     """`model`, or a random model of its architecture at `size` when that differs from its input size."""
-    from .export import random_quantized_model
+    from .random_model import random_quantized_model
 
     if size is None or size == model.arch.input_size:
         return model

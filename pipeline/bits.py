@@ -10,6 +10,11 @@ import numpy as np
 
 from .arch import words
 
+# Thresholds of a channel whose output is constant (BatchNorm gamma == 0, or no weights left): every dot product
+# is above ALWAYS_ON and below ALWAYS_OFF, so the comparison dot >= threshold gives +1 or -1 whatever the input.
+ALWAYS_ON = -(1 << 30)
+ALWAYS_OFF = 1 << 30
+
 
 def pack_signs(x: np.ndarray) -> np.ndarray:
     """Pack the last axis of a ±1 (or >=0 means +1) array into uint32 words, bit 1 = +1."""

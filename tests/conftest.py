@@ -33,7 +33,7 @@ SAMPLE_CLIP = REPO / "samples" / "bikes-street.mp4"
 def tiny_model_path(tmp_path_factory) -> Path:
     """A small untrained model file (width 4, 32x32 input): fast on the reference engine."""
     from mbunet.arch import Architecture
-    from mbunet.export import random_quantized_model
+    from mbunet.random_model import random_quantized_model
     from mbunet.modelfile import save_model
 
     m = random_quantized_model(Architecture(width=4, input_size=(32, 32)), seed=3, name="tiny")

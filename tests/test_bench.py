@@ -16,7 +16,7 @@ from mbunet import bench
 from mbunet.arch import Architecture
 from mbunet.engines import base
 from mbunet.errors import ConfigError, MbunetError
-from mbunet.export import random_quantized_model
+from mbunet.random_model import random_quantized_model
 from mbunet.modelfile import save_model
 from mbunet.power import EnergyMeasurement, PowerMeter
 

@@ -16,7 +16,7 @@ from mbunet.cudakernels.bmma.lib import FLAVOURS, OPS, StepStruct, load_library
 from mbunet.arch import Architecture, plan
 from mbunet.engines.bmma import BmmaEngine, device_problem, requested_form
 from mbunet.errors import ConfigError, EngineUnavailable, KernelBuildError
-from mbunet.export import random_quantized_model
+from mbunet.random_model import random_quantized_model
 
 ENTRY_POINTS = ("mb_last_error", "mb_step_size", "mb_device", "mb_create", "mb_run", "mb_fetch", "mb_destroy",
                 "mb_mma_bench")

@@ -10,7 +10,7 @@ from mbunet.arch import Architecture, plan
 from mbunet.engines.base import create_engine
 from mbunet.engines.bmma import BmmaEngine, mma_bench
 from mbunet.errors import MbunetError
-from mbunet.export import random_quantized_model
+from mbunet.random_model import random_quantized_model
 from mbunet.modelfile import load_model, shipped_names
 from conftest import random_frames
 

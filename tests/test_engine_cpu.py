@@ -19,7 +19,8 @@ from mbunet.engines.base import create_engine
 from mbunet.engines.cpu import CpuKernels, masked_form, prepare_conv, prepare_weights
 from mbunet.engines.reference import ReferenceKernels
 from mbunet.errors import MbunetError, ModelFileError
-from mbunet.export import ALWAYS_OFF, ALWAYS_ON, random_quantized_model
+from mbunet.bits import ALWAYS_OFF, ALWAYS_ON
+from mbunet.random_model import random_quantized_model
 from mbunet.modelfile import load_model
 
 REF = ReferenceKernels()
@@ -224,7 +225,7 @@ def test_kernels_load_from_the_numba_cache():
     """A second process finds every kernel compiled (cache=True works from this install): no recompiling."""
     script = (
         "from mbunet.arch import Architecture\n"
-        "from mbunet.export import random_quantized_model\n"
+        "from mbunet.random_model import random_quantized_model\n"
         "from mbunet.engines.base import create_engine\n"
         "from mbunet.cudakernels.cpu import binconv, fpconv, packed\n"
         "create_engine('cpu', random_quantized_model(Architecture(width=8, input_size=(16, 16))))\n"

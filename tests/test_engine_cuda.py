@@ -28,7 +28,8 @@ from mbunet.arch import LAYERS, Architecture, words
 from mbunet.bits import is_binary, pack_signs, weight_planes
 from mbunet.engines.reference import ReferenceKernels
 from mbunet.errors import MbunetError
-from mbunet.export import ALWAYS_OFF, ALWAYS_ON, random_quantized_model
+from mbunet.bits import ALWAYS_OFF, ALWAYS_ON
+from mbunet.random_model import random_quantized_model
 
 IN_SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ import pytest
 from conftest import random_frames
 from mbunet.arch import Architecture
 from mbunet.engines.base import create_engine, engine_class, list_engines
-from mbunet.export import random_quantized_model
+from mbunet.random_model import random_quantized_model
 
 MODELS = [  # width, classes, input size, masked layers, seed
     (8, 1, (16, 48), ["up-CT1", "up-CT2", "up-CT3", "up-CT4"], 1),

@@ -10,7 +10,7 @@ import pytest
 from mbunet.app.cli import main as cli
 from mbunet.arch import Architecture
 from mbunet.engines.base import create_engine
-from mbunet.export import random_quantized_model
+from mbunet.random_model import random_quantized_model
 from mbunet.modelfile import save_model
 from mbunet.train.evaluate import evaluate
 from train_fixtures import make_folder_pairs

@@ -9,7 +9,8 @@ from conftest import random_frames
 from mbunet.arch import MASK_DELTA, Architecture, plan
 from mbunet.bits import unpack_bits
 from mbunet.engines.base import create_engine
-from mbunet.export import export_model, random_quantized_model
+from mbunet.export import export_model
+from mbunet.random_model import random_quantized_model
 from mbunet.modelfile import load_model
 from mbunet.nn import UNet, set_quant_mix, step_modules, zero_fractions
 

@@ -9,7 +9,7 @@ from safetensors.numpy import load_file, save_file
 
 from mbunet.arch import Architecture
 from mbunet.errors import ModelFileError
-from mbunet.export import random_quantized_model
+from mbunet.random_model import random_quantized_model
 from mbunet.modelfile import load_model, read_card, save_model
 
 

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from mbunet.bits import pack_bits, pack_signs, unpack_bits, unpack_signs, weight_planes
 from mbunet.engines.reference import ReferenceKernels, class_mask
-from mbunet.export import ALWAYS_OFF, ALWAYS_ON, fold_threshold
+from mbunet.bits import ALWAYS_OFF, ALWAYS_ON
+from mbunet.export import fold_threshold
 
 FORMS = ("and", "xor")
 

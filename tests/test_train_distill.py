@@ -16,7 +16,9 @@ from mbunet.train.config import config_from_dict
 from mbunet.train.data import composite_data
 from mbunet.train.distill import load_teacher
 from mbunet.train.losses import distillation_loss
-from mbunet.train.trainer import CHECKPOINT, Trainer, to_input
+from mbunet.train.batches import to_input
+from mbunet.train.checkpoint import CHECKPOINT
+from mbunet.train.trainer import Trainer
 from train_fixtures import make_composite_tree
 
 STUDENT = {

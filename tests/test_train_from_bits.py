@@ -9,13 +9,16 @@ import torch
 
 from mbunet.app.cli import main as cli
 from mbunet.errors import ConfigError, MbunetError
-from mbunet.export import ALWAYS_OFF, ALWAYS_ON, export_model, quantized_arrays
+from mbunet.bits import ALWAYS_OFF, ALWAYS_ON
+from mbunet.export import export_model, quantized_arrays
 from mbunet.modelfile import load_model, save_model
 from mbunet.nn import UNet, set_quant_mix
 from mbunet.train.config import config_from_dict
 from mbunet.train.data import composite_data
 from mbunet.train.from_bits import check_compatible, load_from_bits
-from mbunet.train.trainer import CHECKPOINT, Trainer, read_checkpoint, to_input
+from mbunet.train.batches import to_input
+from mbunet.train.checkpoint import CHECKPOINT, read_checkpoint
+from mbunet.train.trainer import Trainer
 from train_fixtures import make_composite_tree, make_folder_pairs
 
 # width 5: channel counts 5..80, none a multiple of 32; 48x32 input: odd sizes after the last pooling (3x2)

@@ -21,7 +21,8 @@ from mbunet.train.config import config_from_dict
 from mbunet.train.data import composite_data, folder_data
 from mbunet.train.evaluate import evaluate
 from mbunet.train.folders import write_folder
-from mbunet.train.trainer import CHECKPOINT, Trainer, pick_device, read_checkpoint
+from mbunet.train.checkpoint import CHECKPOINT, read_checkpoint
+from mbunet.train.trainer import Trainer, pick_device
 from train_fixtures import make_composite_tree, make_folder_pairs
 
 TINY = {

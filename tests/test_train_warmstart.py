@@ -11,7 +11,8 @@ from mbunet.errors import MbunetError
 from mbunet.nn import QuantConv, UNet
 from mbunet.train.config import config_from_dict
 from mbunet.train.data import composite_data
-from mbunet.train.trainer import CHECKPOINT, Trainer
+from mbunet.train.checkpoint import CHECKPOINT
+from mbunet.train.trainer import Trainer
 from mbunet.train.warmstart import warm_start
 from train_fixtures import make_composite_tree
 

@@ -22,7 +22,7 @@ import torch
 from ..arch import plan
 from ..bits import planes_to_weights
 from ..errors import MbunetError
-from ..export import ALWAYS_OFF, ALWAYS_ON
+from ..bits import ALWAYS_OFF, ALWAYS_ON
 from ..nn import INPUT_WEIGHT_MAX, pixel_domain_weights, set_quant_mix, step_modules
 from .losses import segmentation_loss
 
@@ -50,7 +50,7 @@ def load_from_bits(model, model_file, calibration: tuple[np.ndarray, np.ndarray]
     `calibration`: (images uint8 [N, H, W, 3], labels [N, H, W]) drawn from the training data, which set the
     BatchNorm statistics and the output scale.
     """
-    from .trainer import to_input
+    from .batches import to_input
 
     check_compatible(model_file, model.arch)
     was_training = model.training   # calibration runs in eval mode; training must not go on in it

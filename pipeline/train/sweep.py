@@ -70,7 +70,8 @@ def engine_fps(model, engine: str, frames: np.ndarray, iters: int = 10) -> tuple
 def train_or_reuse(cfg: TrainConfig, data: TrainData, device, folder: Path, path: Path, progress: bool):
     """Train (or resume) the recipe into `folder` and export `path`; a finished run is reused as it is."""
     from ..modelfile import load_model
-    from .trainer import CHECKPOINT, Trainer
+    from .checkpoint import CHECKPOINT
+    from .trainer import Trainer
 
     trainer = Trainer(cfg, data, device, folder)
     if (trainer.out / CHECKPOINT).is_file():

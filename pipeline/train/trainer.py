@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import pickle
 import threading
 import time
 from pathlib import Path
@@ -20,22 +19,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, MbunetError, short_reason
+from ..errors import ConfigError, MbunetError
 from ..export import export_model
 from ..modelfile import read_card
 from ..nn import UNet, set_activation_grad, set_quant_mix, zero_fractions
 from ..signals import StopOnSignals
 from .card import STAGE_SETTINGS, complete_stages, run_history, write_card
 from .composite import draw_batch
+from .batches import random_crop, to_input
+from .checkpoint import CHECKPOINT, read_checkpoint
 from .config import TrainConfig, config_from_dict
 from .data import TrainData
 from .distill import load_teacher
 from .losses import distillation_loss, segmentation_loss
 from .metrics import Scores, ScoreSet
 from .schedule import learning_rate, quant_mix
-
-CHECKPOINT = "last.pt"
-
 
 def pick_device(name: str) -> torch.device:
     """"auto" = CUDA when present; asking for CUDA without one is an error, never a silent CPU run."""
@@ -46,11 +44,6 @@ def pick_device(name: str) -> torch.device:
     if not (name == "cpu" or name.startswith("cuda")):
         raise MbunetError(f"--device {name!r}; valid: auto, cpu, cuda, cuda:N")
     return torch.device(name)
-
-
-def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 RGB [N, H, W, 3] -> float [N, 3, H, W] in [0, 1] (the UNet normalises inside)."""
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float() / 255
 
 
 @torch.no_grad()
@@ -65,17 +58,6 @@ def predict(model: torch.nn.Module, images: np.ndarray, device: torch.device, ba
         out.append(m.to(torch.uint8).cpu().numpy())
     model.train(was_training)
     return np.concatenate(out)
-
-
-def random_crop(images: np.ndarray, masks: np.ndarray, size: tuple[int, ...],
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One random (h, w) window per sample: same pixel scale as the full input, fewer pixels per step.
-    The U-Net is fully convolutional, so weights trained on crops run unchanged at the full input size."""
-    h, w = size
-    ys = rng.integers(0, images.shape[1] - h + 1, len(images))
-    xs = rng.integers(0, images.shape[2] - w + 1, len(images))
-    return (np.stack([im[y:y + h, x:x + w] for im, y, x in zip(images, ys, xs)]),
-            np.stack([m[y:y + h, x:x + w] for m, y, x in zip(masks, ys, xs)]))
 
 
 def score(model: torch.nn.Module, images: np.ndarray, masks: np.ndarray, device: torch.device) -> Scores:
@@ -324,25 +306,3 @@ class Trainer:
         note = f" -> exported {export}" if exported else ""
         bar.write(f"[{self.cfg.name}] step {self.step}: loss {loss:.4f} mix {self.mix():.2f} val dice "
                   f"{scores.dice_text()} iou {scores.iou:.4f} f1 {scores.f1:.4f}{note}")
-
-
-def read_checkpoint(path: str | Path) -> dict:
-    """A checkpoint written by Trainer.save (loaded without unpickling code: weights_only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MbunetError(f"checkpoint {path}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:  # torch's text here is a paragraph on weights_only, not the cause
-        raise MbunetError(f"checkpoint {path}: not a readable training checkpoint (not a PyTorch file, or its "
-                          f"pickle holds more than tensors and plain values)") from e
-    except Exception as e:  # torch raises several types for truncated or foreign files
-        raise MbunetError(f"checkpoint {path}: not a readable training checkpoint ({short_reason(e)})") from e
-    missing = {"config", "model", "optimizer", "step"} - set(state)
-    if missing:
-        raise MbunetError(f"checkpoint {path}: not an mbunet training checkpoint (missing {sorted(missing)})")
-    return state
-
-
-def config_of_checkpoint(path: str | Path) -> TrainConfig:
-    return config_from_dict(read_checkpoint(path)["config"], f"{path} (stored recipe)")

@@ -34,7 +34,7 @@ def _quantized_key(fp_key: str) -> str:
 
 def _checkpoint_state(path: Path) -> tuple[dict[str, torch.Tensor], bool, dict[str, str]]:
     """A checkpoint's trainable tensors, whether they belong to a full-precision U-Net, and the file's digest."""
-    from .trainer import read_checkpoint
+    from .checkpoint import read_checkpoint
 
     state = read_checkpoint(path)
     with open(path, "rb") as f:  # streamed: a checkpoint is ~100 MB and its tensors are already in memory

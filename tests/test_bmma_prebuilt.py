@@ -79,8 +79,9 @@ def test_chooser_falls_back_to_a_local_build_saying_why(driver, cc, libs, expect
 
 def test_jetson_builds_with_jetpacks_nvcc():
     choice = chooser.choose(LIBS, (12, 6), (8, 7), HASH, "aarch64")
-    assert choice.path is None and "built for x86_64, this machine is aarch64" in choice.reason
-    assert "JetPack's nvcc" in chooser.choose([], (12, 6), (8, 7), HASH, "aarch64").reason
+    assert choice.path is None and "no library is shipped for aarch64" in choice.reason
+    assert "JetPack's nvcc builds it" in choice.reason
+    assert chooser.misfit(LIBS[0], (12, 6), (8, 7), HASH, "aarch64") == "built for x86_64, this machine is aarch64"
 
 
 # ------------------------------------------------------------------------------------- numba-cuda extras, doctor

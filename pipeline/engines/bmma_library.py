@@ -63,6 +63,10 @@ def choose(libs: list, driver: tuple[int, int] | None, cc: tuple[int, int] | Non
            machine: str) -> Choice:
     """The shipped library to load (newest toolkit among those that fit), or a local build with the reason."""
     where = (f"driver CUDA {fmt(driver)}" if driver else "no driver") + (f", sm_{cc[0]}{cc[1]}" if cc else "")
+    libs = [lib for lib in libs if lib.machine == machine]
+    if not libs:
+        return Choice(None, "local nvcc build", f"no library is shipped for {machine}" + (
+            "" if machine == "x86_64" else " (on a Jetson, JetPack's nvcc builds it)"))
     refused = []
     for lib in sorted(libs, key=lambda s: s.cuda, reverse=True):
         why = misfit(lib, driver, cc, sources, machine)
@@ -71,9 +75,6 @@ def choose(libs: list, driver: tuple[int, int] | None, cc: tuple[int, int] | Non
                 f"{sass_for(lib, cc)} SASS" if sass_for(lib, cc) else f"{lib.ptx} PTX, compiled by the driver")
             return Choice(lib.path, f"shipped {lib.name}", f"{where}; {code}")
         refused.append(f"{lib.path.name} {why}")
-    if not libs:
-        return Choice(None, "local nvcc build", f"no library is shipped for {machine}" + (
-            "" if machine == "x86_64" else " (on a Jetson, JetPack's nvcc builds it)"))
     return Choice(None, "local nvcc build", f"no shipped library fits ({where}): {'; '.join(refused)}")
 
 

@@ -5,7 +5,7 @@ import argparse
 
 from mbunet.arch import ACTIVATION_GRADS
 
-HELP = "train a model from a YAML recipe (configs/train-*.yaml); resumable; exports a model file"
+HELP = "train a model from a YAML recipe (a shipped name: fp, mbunet, binary, ...; or a file); resumable; exports a model file"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

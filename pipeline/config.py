@@ -83,25 +83,43 @@ class RunConfig:
             raise ConfigError(f"fit must be letterbox or resize, got {self.fit!r}")
 
 
+# Shipped YAML files by kind: run presets (`mbunet run --config NAME`) and training recipes (`mbunet train
+# --config NAME`) live in their own folders, so neither command lists or accepts the other's files.
+KINDS = {"run": "run preset", "train": "training recipe"}
+
+
+def shipped_configs(kind: str) -> list[str]:
+    """Names of the shipped files of a kind ("run" or "train"): configs/<kind>/<name>.yaml."""
+    return sorted(q.stem for q in (CONFIG_DIR / kind).glob("*.yaml"))
+
+
 def run_presets() -> list[str]:
-    """Names of the shipped run presets (configs/*.yaml; the train-*.yaml beside them are training recipes)."""
-    return sorted(q.stem for q in CONFIG_DIR.glob("*.yaml") if not q.stem.startswith("train-"))
+    return shipped_configs("run")
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """A preset by path or by name (desktop, jetson-orin, drone)."""
+def read_yaml_config(ref: str | Path, kind: str) -> tuple[dict, Path]:
+    """The mapping in a YAML file given by path or by shipped name, and the file it came from. The one reader
+    for presets and recipes: a missing file or bad YAML is one line naming the file and the shipped names."""
     import yaml
 
-    p = Path(path)
-    if not p.is_file() and p.name in run_presets():
-        p = CONFIG_DIR / f"{p.name}.yaml"
+    p = Path(ref)
+    if not p.is_file() and p.name in shipped_configs(kind):
+        p = CONFIG_DIR / kind / f"{p.name}.yaml"
     if not p.is_file():
-        names = ", ".join(run_presets())
-        raise ConfigError(f"config not found: {path} (not a file, and not a preset: {names})")
+        raise ConfigError(f"{KINDS[kind]} not found: {ref} (not a file, and not a shipped name: "
+                          f"{', '.join(shipped_configs(kind))})")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({short_reason(e)})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a {KINDS[kind]} must be a YAML mapping, got {type(data).__name__}")
+    return data, p
+
+
+def load_config(ref: str | Path) -> RunConfig:
+    """A run preset by path or by name (desktop, jetson-orin, drone)."""
+    data, p = read_yaml_config(ref, "run")
     return build_dataclass(RunConfig, data, str(p))
 
 

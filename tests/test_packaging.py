@@ -37,6 +37,6 @@ def test_data_is_found_through_the_package_not_the_working_directory(tmp_path, m
     from mbunet.resources import configs_dir, sample_clip, weights_dir
 
     assert sample_clip() == SAMPLE_CLIP and SAMPLE_CLIP.is_file() and SAMPLE_CLIP.stat().st_size > 100_000
-    assert configs_dir() == CONFIG_DIR and (CONFIG_DIR / "drone.yaml").is_file()
+    assert configs_dir() == CONFIG_DIR and (CONFIG_DIR / "run" / "drone.yaml").is_file() and (CONFIG_DIR / "train" / "fp.yaml").is_file()
     assert {"mbunet-w32", "binary-w32", "unet-fp-w32"} <= set(shipped_names())
     assert (weights_dir() / "mbunet-w32.md").is_file()

@@ -10,7 +10,7 @@ from mbunet.errors import ConfigError
 @pytest.mark.parametrize("name", ["desktop", "jetson-orin", "drone"])
 def test_shipped_presets_load(name):
     cfg = load_config(name)
-    assert cfg == load_config(CONFIG_DIR / f"{name}.yaml")
+    assert cfg == load_config(CONFIG_DIR / "run" / f"{name}.yaml")
     assert isinstance(cfg, RunConfig)
 
 
@@ -55,7 +55,19 @@ def test_flags_override_and_none_means_unset():
 
 
 def test_missing_preset_lists_the_shipped_ones():
-    with pytest.raises(ConfigError, match=r"not a preset: desktop, drone, jetson-orin\)$"):
+    with pytest.raises(ConfigError, match=r"^run preset not found: moon .*shipped name: desktop, drone, jetson-orin\)$"):
         load_config("moon")
-    with pytest.raises(ConfigError, match="not a preset"):  # a training recipe is no run preset
-        load_config("train-fp")
+    with pytest.raises(ConfigError, match="run preset not found"):  # a training recipe is no run preset
+        load_config("fp")
+
+
+def test_training_recipes_load_by_name_from_their_own_folder(tmp_path):
+    from mbunet.train.config import load_config as load_recipe
+
+    assert load_recipe("mbunet") == load_recipe(CONFIG_DIR / "train" / "mbunet.yaml")
+    with pytest.raises(ConfigError, match=r"training recipe not found: drone .*binary, finetune-mbunet, fp, mbunet"):
+        load_recipe("drone")  # a run preset is no training recipe
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        load_recipe(bad)

@@ -192,7 +192,7 @@ def test_the_shipped_fine_tune_recipe_starts_binarised_from_the_shipped_mbunet_w
     from mbunet.config import CONFIG_DIR
     from mbunet.train.config import load_config
 
-    cfg = load_config(CONFIG_DIR / "train-finetune-mbunet.yaml")
+    cfg = load_config("finetune-mbunet")
     t = cfg.train
     assert (t.init, t.warmup, t.ramp, t.bn_statistics) == ("mbunet-w32", 0.0, 0.0, "frozen")
     check_compatible(load_model(t.init), cfg.model.architecture())

@@ -78,7 +78,7 @@ STAGE_DEFAULTS = {"teacher": "", "activation_grad": "ste", "data_flags": COMPOSI
 #: a resumed run starts a new stage where one of these differs from its last stage
 STAGE_SETTINGS = ("steps", *STAGE_DEFAULTS)
 #: the first command's recipe file where the first stage does not record it (older records)
-RECIPE_PLACEHOLDER = "configs/train-<fp|mbunet|binary>.yaml"
+RECIPE_PLACEHOLDER = "<fp|mbunet|binary>"
 
 
 def complete_stages(stages: list[dict], train_recipe: dict) -> list[dict]:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..arch import ACTIVATION_GRADS, LAYERS, MASK_DELTA, Architecture, cheapest_layers
-from ..config import build_dataclass
-from ..errors import ConfigError, short_reason
+from ..config import build_dataclass, read_yaml_config
+from ..errors import ConfigError
 from .composite import CompositeRecipe
 from .schedule import LR_KINDS, RAMPS, Phases
 
@@ -123,9 +123,6 @@ class TrainConfig:
 
 
 def config_from_dict(raw: dict, where: str = "config") -> TrainConfig:
-    data = raw.get("data")
-    if isinstance(data, dict) and "val_quick" in data:  # a key checkpoints before 2026-12-05 stored, never read
-        raw = {**raw, "data": {k: v for k, v in data.items() if k != "val_quick"}}
     cfg = build_dataclass(TrainConfig, raw, where)
     masked = set(cfg.model.masked) - set(LAYERS)
     if masked:
@@ -133,16 +130,9 @@ def config_from_dict(raw: dict, where: str = "config") -> TrainConfig:
     return cfg.validate()
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"training recipe {path}: no such file")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"training recipe {path}: not valid YAML ({short_reason(e)})") from e
+def load_config(ref: str | Path) -> TrainConfig:
+    """A training recipe by path or by shipped name (fp, mbunet, binary, finetune-mbunet, sweep)."""
+    raw, path = read_yaml_config(ref, "train")
     return config_from_dict(raw, str(path))
 
 

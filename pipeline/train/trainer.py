@@ -122,7 +122,7 @@ class Trainer:
         if self.mix() < 1.0:
             raise ConfigError(f"--init {self.cfg.train.init}: a quantized model file starts fully binarised, but "
                               f"this recipe begins with an FP warm-up or a ramp; fine-tune with train.warmup 0 and "
-                              f"train.ramp 0 (configs/train-finetune-mbunet.yaml)")
+                              f"train.ramp 0 (configs/train/finetune-mbunet.yaml)")
         return draw_batch(self.data.train, CALIBRATION_SEED, 0, CALIBRATION_IMAGES)
 
     # -- checkpoints -------------------------------------------------------------------------------------

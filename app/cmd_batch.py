@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video file, folder, glob or .txt/.csv list")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (on storage every worker sees)")
     p.add_argument("--model", default="", help="model path or shipped name (default mbunet-w32); "
-                                               "random[:WIDTH[:HxW]] = untrained smoke test")
+                                               "random[:WIDTH[:WxH]] = untrained smoke test")
     p.add_argument("--engine", default="auto", help="engine name or auto (default auto, chosen on each worker)")
     p.add_argument("--outputs", default="masks,overlay,jsonl",
                    help="comma-separated: masks, overlay, jsonl (default all three)")

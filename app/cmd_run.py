@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", nargs="?", help="input URI (default: the preset's, else the bundled sample clip)")
     p.add_argument("outputs", nargs="*", metavar="OUTPUT", help="output URIs (default: runs/<ts>/overlay.mkv)")
     p.add_argument("--config", help="preset name (desktop, jetson-orin, drone) or YAML path; flags override it")
-    p.add_argument("--model", help="model path or shipped name; random[:WIDTH[:HxW]] = untrained smoke test")
+    p.add_argument("--model", help="model path or shipped name; random[:WIDTH[:WxH]] = untrained smoke test")
     p.add_argument("--engine", help="engine name or auto (default auto)")
     g = p.add_argument_group("source")
     g.add_argument("--input-width", type=int, metavar="PX", dest="source.width",

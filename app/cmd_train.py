@@ -95,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
     if trainer.teacher is not None:
         print(f"distilling from {cfg.train.teacher} (weight {cfg.train.distill_weight})", flush=True)
     print(f"training {cfg.name} ({trainer.arch.model_kind}, width {cfg.model.width}, "
-          f"{cfg.model.input_size[0]}x{cfg.model.input_size[1]}) on {trainer.device} from step {trainer.step} "
+          f"{cfg.model.input_size[1]}x{cfg.model.input_size[0]}) on {trainer.device} from step {trainer.step} "
           f"of {cfg.train.steps}; data: {data.description}", flush=True)
     last = trainer.fit(args.export, args.minutes, progress=not args.no_progress,
                        export_final=args.export_final)

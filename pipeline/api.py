@@ -31,7 +31,7 @@ _RANDOM = re.compile(r"^random(?::(\d+))?(?::(\d+)x(\d+))?$")
 
 
 def load_run_model(ref: str) -> modelfile.ModelFile:
-    """A model path or shipped name; "" = the default shipped model; "random[:WIDTH[:HxW]]" = untrained weights.
+    """A model path or shipped name; "" = the default shipped model; "random[:WIDTH[:WxH]]" = untrained weights.
 
     The random model exists for smoke tests and pipeline benchmarks without trained weights: its masks are noise,
     and the run says so.
@@ -41,12 +41,12 @@ def load_run_model(ref: str) -> modelfile.ModelFile:
         from .random_model import random_quantized_model
 
         width = int(m.group(1) or 16)
-        size = (int(m.group(2)), int(m.group(3))) if m.group(2) else (256, 256)
+        size = (int(m.group(3)), int(m.group(2))) if m.group(2) else (256, 256)  # (height, width) from WxH
         try:
             arch = Architecture(width=width, input_size=size)
         except ValueError as e:
             raise ModelFileError(f"--model {ref}: {e}") from e
-        return random_quantized_model(arch, seed=0, name=f"random-w{width}-{size[0]}x{size[1]}")
+        return random_quantized_model(arch, seed=0, name=f"random-w{width}-{size[1]}x{size[0]}")
     if not ref and modelfile.DEFAULT_MODEL not in modelfile.shipped_names():
         raise ModelFileError(f"the default model {modelfile.DEFAULT_MODEL} is not in {modelfile.WEIGHTS_DIR}; "
                              f"pass --model PATH (or --model random for an untrained smoke test)")

@@ -107,7 +107,7 @@ class TrainConfig:
         if t.crop and (len(t.crop) != 2 or not (0 < t.crop[0] <= h and 0 < t.crop[1] <= w)
                        or t.crop[0] % 16 or t.crop[1] % 16):
             raise ConfigError(f"train.crop {list(t.crop)}: expected [h, w], multiples of 16, within the input "
-                              f"size {h}x{w}")
+                              f"size {w}x{h} (WxH)")
         if tuple(self.data.composite.size) != tuple(self.model.input_size):
             raise ConfigError(f"data.composite.size {list(self.data.composite.size)} must equal "
                               f"model.input_size {list(self.model.input_size)}")

@@ -165,7 +165,7 @@ def test_cli_config_preset_and_override(tmp_path, tiny_model_path, capsys):
     (lambda d: None, ["ftp://host/x.mp4"], "unknown input URI scheme ftp://"),
     (lambda d: None, ["synthetic://", "{d}/out.xyz"], "cannot tell what output"),
     (lambda d: (d / "bad.yaml").write_text("sauce: {}\n"), ["--config", "{d}/bad.yaml"], "unknown key sauce"),
-    (lambda d: None, ["--config", "nowhere"], "config not found: nowhere"),
+    (lambda d: None, ["--config", "nowhere"], "run preset not found: nowhere"),
     (lambda d: None, ["synthetic://", "--model", "{d}/none.safetensors"], "model not found"),
     (lambda d: None, ["synthetic://", "--engine", "warp"], "unknown engine 'warp'"),
     (lambda d: None, ["synthetic://", "--overlay", "glow"], "unknown overlay style 'glow'"),

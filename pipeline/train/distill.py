@@ -1,7 +1,7 @@
 """The teacher of knowledge distillation (`train.teacher`): a trained full-precision U-Net whose soft output the
 quantized student learns besides the labels (losses.distillation_loss).
 
-Binary activations are where MBU-Net loses most against the FP network (docs/training-study.md); the FP
+Binary activations are where MBU-Net loses most against the FP network (docs/training.md); the FP
 network's per-pixel confidence is a denser target than 0/1 labels for the function the student can still fit.
 The teacher only runs forward, in eval mode (its BatchNorm statistics fixed), on the student's own batch.
 """

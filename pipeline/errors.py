@@ -18,6 +18,11 @@ class SourceError(MbunetError):
     """A video source cannot be opened or read."""
 
 
+class SourceUnavailable(SourceError):
+    """A live source cannot be reached now (a camera not plugged in, a server not up): it may be later, so a run
+    that reconnects waits for it, where a wrong setting (SourceError) ends the run at once."""
+
+
 class SinkError(MbunetError):
     """An output cannot be opened or written."""
 

@@ -80,7 +80,7 @@ class OverlayAnnotator(Annotator):
         s = self.scratch
         blended = cv2.addWeighted(frame, 1.0 - self.alpha, colour_mask(self.lut, mask, s), self.alpha, 0.0,
                                   dst=s("blended", frame.shape))
-        foreground = cv2.compare(mask, 0, cv2.CMP_GT, dst=s("foreground", mask.shape))
+        foreground = _compare(mask, np.greater, s("foreground", mask.shape))
         cv2.copyTo(blended, foreground, frame)  # in place, foreground pixels only
         return frame
 
@@ -127,7 +127,7 @@ class BackgroundAnnotator(Annotator):
         import cv2
 
         self.check(frame, mask)
-        background = cv2.compare(mask, 0, cv2.CMP_EQ, dst=self.scratch("background", mask.shape))
+        background = _compare(mask, np.equal, self.scratch("background", mask.shape))
         if self.mode == "blur":
             blurred = cv2.blur(frame, (self.blur, self.blur), dst=self.scratch("blurred", frame.shape))
             cv2.copyTo(blurred, background, frame)
@@ -173,3 +173,10 @@ def create_annotator(style: str, labels: list[dict], alpha: float = 0.5, blur: i
     if style == "contours":
         return ContourAnnotator(labels, thickness)
     raise ConfigError(f"unknown overlay style {style!r}; valid: {', '.join(STYLES)}")
+
+
+def _compare(mask: np.ndarray, op, out: np.ndarray) -> np.ndarray:
+    """`op(mask, 0)` as a 0/1 uint8 mask for cv2.copyTo, written into `out`. Not cv2.compare: OpenCV's Python
+    binding takes a 1x1 array for a scalar, and a 1x1 frame's mask came back 4x1."""
+    op(mask, 0, out=out.view(bool))
+    return out

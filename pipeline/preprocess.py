@@ -103,3 +103,28 @@ def scores_to_frame(scores: np.ndarray, geo: Geometry) -> np.ndarray:
     if inner.shape[2] == 1:
         return (inner[..., 0] >= 0).astype(np.uint8)
     return np.argmax(inner, axis=-1).astype(np.uint8)
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray | None:
+    """Any decoded frame as BGR uint8 [H, W, 3]: gray and BGRA get colour channels, 16-bit keeps its top 8 bits.
+    None for what is not an image (empty, another depth or channel count): the caller counts it as corrupt."""
+    import cv2
+
+    if image is None or image.size == 0 or image.dtype not in (np.uint8, np.uint16):
+        return None
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image if image.ndim == 3 and image.shape[2] == 3 else None
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` fitted into `size` (height, width) with its aspect ratio kept, on black (a video file has one
+    frame size, and a stream can change its own mid-run)."""
+    geo = geometry(image.shape[:2], size)
+    out = np.zeros((*size, *image.shape[2:]), image.dtype)
+    out[geo.y0:geo.y1, geo.x0:geo.x1] = resize_frame(image, (geo.y1 - geo.y0, geo.x1 - geo.x0))
+    return out

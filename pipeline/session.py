@@ -98,19 +98,19 @@ def _run_engine(config: RunConfig, source, segmenter: Segmenter, headless: bool,
     summary["signals"] = signals.received
     if telemetry.meter is not None:
         telemetry.meter.close()
-    kept = _write_summary(run_dir, summary, telemetry.frames)
+    written, kept = _write_summary(run_dir, summary, telemetry.frames)
     if isinstance(error, MbunetError):
         raise type(error)(f"{error}; {kept}") from error
     if error is not None:
         raise error
     if source.problem:
         raise SourceError(f"{source.problem}; {kept}")
-    if not (run_dir / "summary.json").exists():
+    if not written:
         raise SinkError(kept)
     return summary
 
 
-def _write_summary(run_dir: Path, summary: dict, frames: int) -> str:
+def _write_summary(run_dir: Path, summary: dict, frames: int) -> tuple[bool, str]:
     """Write summary.json; says what the run kept and where the summary is, or why it could not be written
     (a full or read-only disk must not turn into a traceback that hides the frames already written)."""
     path = run_dir / "summary.json"
@@ -120,8 +120,8 @@ def _write_summary(run_dir: Path, summary: dict, frames: int) -> str:
         tmp.replace(path)  # a summary is whole or absent, never cut off by a full disk
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        return f"{frames} frames written; summary NOT written to {path} ({e.strerror})"
-    return f"{frames} frames written; summary {path}"
+        return False, f"{frames} frames written; summary NOT written to {path} ({e.strerror})"
+    return True, f"{frames} frames written; summary {path}"
 
 
 def _open_outputs(config: RunConfig, run_dir: Path, headless: bool, fps: float) -> dict:

@@ -2,7 +2,9 @@
 
 A sink gets each annotated frame with its frame-size class mask (`write`) and each frame's telemetry record
 (`record`, after the frame sinks have written it). Video files are opened on the first frame (its size fixes the
-file's); MKV is the default container because a run that is killed still leaves a playable file.
+file's, and a frame of another size is letterboxed into it); MKV is the default container because a run that is
+killed still leaves a playable file. A write that fails (a full or read-only disk) raises SinkError naming the path
+and the reason; what was written before stays.
 """
 from __future__ import annotations
 
@@ -14,11 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SinkError
+from .preprocess import letterbox
 from .uri import Uri, parse_uri
 
 #: FourCC per container; all four encode with the OpenCV wheel (its FFmpeg has no H.264 encoder)
 DEFAULT_CODECS = {".mkv": "mp4v", ".avi": "MJPG", ".mp4": "mp4v", ".mov": "mp4v"}
 CODECS = ("mp4v", "MJPG", "XVID", "FFV1")
+#: the smallest and largest side a video file gets when the frame's own size cannot be encoded
+VIDEO_SIDES = (16, 8176)
+#: free space under which a failed write is put down to a full disk (FFmpeg writes its buffer in 32 KiB blocks,
+#: an encoded 8K frame is a few MiB)
+FULL_BELOW = 8 << 20
 
 
 class FrameSink(ABC):
@@ -54,29 +62,38 @@ class VideoFileSink(FrameSink):
         _make_parent(self.path)
         self._writer = None
         self._size: tuple[int, int] | None = None
+        self._closed = False
         self.frames = 0
 
     def _open(self, w: int, h: int) -> None:
         import cv2
 
-        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.codec), self.fps, (w, h))
-        if not writer.isOpened():  # OpenCV says no more than that: tell an unwritable path from a missing codec
-            raise SinkError(_why_unwritable(self.path) or f"{self.path}: cannot write codec {self.codec} into "
-                            f"{self.path.suffix} with this OpenCV (try one of {', '.join(CODECS)})")
-        self._writer, self._size = writer, (w, h)
+        fourcc = cv2.VideoWriter_fourcc(*self.codec)
+        for size in dict.fromkeys([(w, h), encodable_size(w, h)]):  # the frame's own size when the codec takes it
+            writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, size)
+            if writer.isOpened():
+                self._writer, self._size = writer, size
+                return
+        # OpenCV says no more than that: tell an unwritable path from a missing codec
+        raise SinkError(_why_unwritable(self.path) or f"{self.path}: cannot write codec {self.codec} into "
+                        f"{self.path.suffix} with this OpenCV (try one of {', '.join(CODECS)})")
 
     def write(self, index: int, image: np.ndarray, mask: np.ndarray) -> None:
         import cv2
 
+        if self._closed:  # reopening would truncate the finished file
+            raise SinkError(f"{self.path}: written after it was closed")
         h, w = image.shape[:2]
         if self._writer is None:
             self._open(w, h)
-        if (w, h) != self._size:  # a stream changed resolution mid-run: keep the file's size
-            image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(image)
+        if (w, h) != self._size:  # a stream changed resolution mid-run: the file keeps its size, the frame its aspect
+            image = letterbox(image, (self._size[1], self._size[0]))
+        if self._writer.write(image) is False:  # OpenCV 5 says when FFmpeg could not write the frame
+            raise SinkError(_write_failure(self.path, "the encoder refused the frame"))
         self.frames += 1
 
     def close(self) -> None:
+        self._closed = True
         if self._writer is not None:
             self._writer.release()
             self._writer = None
@@ -97,8 +114,8 @@ class ImageSequenceSink(FrameSink):
         import cv2
 
         path = self.pattern % index
-        if not cv2.imwrite(path, image):
-            raise SinkError(f"{path}: cannot write image (disk full, or an unknown image suffix)")
+        if not _imwrite(cv2, path, image):
+            raise SinkError(_write_failure(Path(path), "an image suffix OpenCV cannot encode"))
 
 
 class MaskSink(FrameSink):
@@ -118,9 +135,12 @@ class MaskSink(FrameSink):
 
         path = self.directory / f"{index:06d}.{self.fmt}"
         if self.fmt == "npy":
-            np.save(path, mask)
-        elif not cv2.imwrite(str(path), mask):
-            raise SinkError(f"{path}: cannot write mask image")
+            try:
+                np.save(path, mask)
+            except OSError as e:
+                raise SinkError(f"{path}: cannot write ({e.strerror})") from e
+        elif not _imwrite(cv2, str(path), mask):
+            raise SinkError(_write_failure(path, "the PNG encoder failed"))
 
 
 class JsonlSink(FrameSink):
@@ -135,11 +155,17 @@ class JsonlSink(FrameSink):
             raise SinkError(f"{path}: cannot open for writing ({e.strerror})") from e
 
     def record(self, rec: dict) -> None:
-        self._file.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        try:
+            self._file.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        except OSError as e:
+            raise SinkError(f"{self.path}: cannot write ({e.strerror})") from e
 
     def close(self) -> None:
         if not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as e:  # the last buffered line could not be flushed; the file is closed anyway
+                raise SinkError(f"{self.path}: cannot write ({e.strerror})") from e
 
 
 class DisplaySink(FrameSink):
@@ -231,6 +257,34 @@ def open_sink(uri: str | Uri, fps: float = 30.0) -> FrameSink:
     if s == "display":
         return DisplaySink(f"mbunet {loc}".strip())
     return NullSink()
+
+
+def encodable_size(w: int, h: int) -> tuple[int, int]:
+    """A video size near w x h that every codec here encodes: MPEG-4 takes neither a 1x1 frame nor a side
+    over 8191 px, so tiny frames are scaled up and huge ones down (aspect kept; frames are letterboxed into it)."""
+    scale = min(max(1.0, VIDEO_SIDES[0] / min(w, h)), VIDEO_SIDES[1] / max(w, h))
+    return tuple(int(min(VIDEO_SIDES[1], max(VIDEO_SIDES[0], round(side * scale / 2) * 2))) for side in (w, h))
+
+
+def _imwrite(cv2, path: str, image: np.ndarray) -> bool:
+    """cv2.imwrite, False also where OpenCV raises instead (some encoders do on a failed write)."""
+    try:
+        return bool(cv2.imwrite(path, image))
+    except cv2.error:
+        return False
+
+
+def _write_failure(path: Path, otherwise: str) -> str:
+    """Why OpenCV, which gives no errno, could not write `path`: a read-only or full disk, else `otherwise`."""
+    try:
+        fs = os.statvfs(path.parent)
+    except OSError as e:
+        return f"{path}: cannot write ({e.strerror})"
+    if fs.f_flag & os.ST_RDONLY:
+        return f"{path}: cannot write (read-only file system)"
+    if fs.f_bavail * fs.f_frsize < FULL_BELOW:  # an encoder flushes in blocks: "full" is short of one block
+        return f"{path}: cannot write (no space left on device: {fs.f_bavail * fs.f_frsize // 1024} KiB free)"
+    return f"{path}: cannot write ({otherwise})"
 
 
 def _why_unwritable(path: Path) -> str | None:

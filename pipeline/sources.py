@@ -2,8 +2,9 @@
 
 Every `read()` returns a `Capture` with a status in the jetson-utils sense: OK (a frame), TIMEOUT (nothing in
 time, try again), EOS (a file or sequence ended) or ERROR (the device or stream is gone). Corrupt images are
-skipped and counted in `corrupt`. Live sources (cameras, network streams) are wrapped in `Reconnecting`, which
-reopens them with exponential back-off instead of ending the run.
+skipped and counted in `corrupt`; gray, BGRA and 16-bit frames are converted to BGR uint8. Live sources (cameras,
+network streams) are wrapped in `Reconnecting`, which opens and reopens them with exponential back-off instead of
+ending the run, from the first open on: a drone's camera or RTSP server is often not up when the run starts.
 """
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from .errors import SourceError
+from .errors import SourceError, SourceUnavailable
+from .preprocess import to_bgr8
 from .uri import IMAGE_SUFFIXES, Uri, parse_uri
 
 #: a file that yields fewer than this share of its declared frames is reported as truncated
@@ -109,10 +112,12 @@ class VideoCaptureSource(FrameSource):
         import cv2
 
         target, api, params = self._target(cv2)
+        t0 = time.monotonic()
         cap = cv2.VideoCapture(target, api, params)
         if not cap.isOpened():
             cap.release()
-            raise SourceError(self._open_failure())
+            failure = self._open_failure(time.monotonic() - t0)
+            raise SourceUnavailable(failure) if self.live else SourceError(failure)
         if self.uri.scheme == "v4l2":
             self._configure_camera(cap, cv2)
         self._cap = cap
@@ -136,12 +141,17 @@ class VideoCaptureSource(FrameSource):
             _set_rtsp_transport(self.options.rtsp_transport)
         return loc, cv2.CAP_FFMPEG, ms
 
-    def _open_failure(self) -> str:
+    def _open_failure(self, waited_s: float) -> str:
         if self.uri.scheme == "file":
             return f"{self.uri.location}: cannot decode (not a video OpenCV's FFmpeg can read, or corrupt)"
         if self.uri.scheme == "v4l2":
             return f"{self.uri}: camera cannot be opened (no such device, busy, or no permission)"
-        return f"{self.uri}: cannot open within {self.options.open_timeout_s:g} s (server down or stream unreadable)"
+        if waited_s >= 0.9 * self.options.open_timeout_s:
+            return (f"{self.uri}: no stream within {self.options.open_timeout_s:g} s "
+                    f"(server silent or stream unreadable)")
+        # FFmpeg gave up before the timeout: the server refused or the address does not resolve
+        return (f"{self.uri}: cannot open (failed after {waited_s:.1f} s: "
+                f"server down or refusing, wrong address, or stream unreadable)")
 
     def _configure_camera(self, cap, cv2) -> None:
         if self.options.width and self.options.height:
@@ -154,10 +164,11 @@ class VideoCaptureSource(FrameSource):
         if self._cap is None:
             return Capture(Status.ERROR)
         ok, image = self._cap.read()
-        if ok and image is not None and image.ndim == 3 and image.dtype == np.uint8:
+        image = to_bgr8(image) if ok else None
+        if image is not None:
             self._read += 1
             return Capture(Status.OK, self._sized(image))
-        if ok:  # decoded but unusable (wrong depth/channels): skip it
+        if ok:  # decoded but unusable (empty, or a depth or channel count no frame has): skip it
             self.corrupt += 1
             return Capture(Status.TIMEOUT)
         if self.live:
@@ -280,17 +291,20 @@ class SyntheticSource(FrameSource):
 
 
 class Reconnecting:
-    """Wraps a live source: on ERROR, closes and reopens with exponential back-off until `give_up_s` (0 = never).
+    """Wraps a live source: when it cannot be opened, or on ERROR, closes and reopens it with exponential back-off
+    until `give_up_s` (0 = never), saying through `log` what it waits for.
 
-    While reconnecting, `read()` reports TIMEOUT so the caller keeps polling (and can be stopped). Everything
-    else (uri, corrupt, problem, fps, ...) is the inner source's.
+    While waiting, `read()` reports TIMEOUT so the caller keeps polling (and can be stopped). Everything else (uri,
+    corrupt, problem, fps, ...) is the inner source's.
     """
 
     live = True
 
     def __init__(self, inner: FrameSource, backoff_s: float = 0.5, backoff_max_s: float = 8.0,
-                 give_up_s: float = 0.0) -> None:
+                 give_up_s: float = 0.0, log: Callable[[str], None] | None = None) -> None:
         self.inner = inner
+        self.log = log or (lambda line: None)
+        self._was_up = False
         self.backoff_s, self.backoff_max_s, self.give_up_s = backoff_s, backoff_max_s, give_up_s
         self.reconnects = 0
         self._down_since: float | None = None
@@ -301,34 +315,53 @@ class Reconnecting:
         return getattr(self.inner, name)
 
     def open(self) -> None:
-        self.inner.open()
+        """Open now if the source is up; otherwise wait for it in `read()`, which the run can stop."""
+        try:
+            self.inner.open()
+        except SourceUnavailable as e:
+            self._went_down(f"waiting for the source: {e}")
+            return
+        self._was_up = True
+
+    def _went_down(self, why: str) -> None:
+        self.inner.close()
+        self._down_since = time.monotonic()
+        self._retry_at, self._delay = self._down_since + self.backoff_s, self.backoff_s
+        self.log(f"{why}; retrying with back-off ({self._limit()})")
+
+    def _limit(self) -> str:
+        return f"giving up after {self.give_up_s:g} s" if self.give_up_s else "until stopped"
 
     def read(self) -> Capture:
         if self._down_since is None:
             cap = self.inner.read()
             if cap.status is not Status.ERROR:
                 return cap
-            self.inner.close()
-            self._down_since = time.monotonic()
-            self._retry_at, self._delay = self._down_since + self.backoff_s, self.backoff_s
+            self._went_down(f"lost {self.inner.uri}")
             return Capture(Status.TIMEOUT)
         return self._retry()
 
     def _retry(self) -> Capture:
         now = time.monotonic()
         if self.give_up_s and now - self._down_since > self.give_up_s:
-            raise SourceError(f"{self.inner.uri}: lost for more than {self.give_up_s:g} s, giving up "
+            state = "lost" if self._was_up else "not up"
+            raise SourceError(f"{self.inner.uri}: {state} for more than {self.give_up_s:g} s, giving up "
                               f"after {self.reconnects} reconnects")
         if now < self._retry_at:
             time.sleep(min(0.05, self._retry_at - now))
             return Capture(Status.TIMEOUT)
         try:
             self.inner.open()
-        except SourceError:
+        except SourceUnavailable as e:
             self._delay = min(self._delay * 2, self.backoff_max_s)
             self._retry_at = time.monotonic() + self._delay
+            self.log(f"still waiting after {time.monotonic() - self._down_since:.0f} s: {e}; "
+                     f"next try in {self._delay:g} s")
             return Capture(Status.TIMEOUT)
-        self.reconnects += 1
+        self.log(f"{self.inner.uri}: {'reconnected' if self._was_up else 'up'} after "
+                 f"{time.monotonic() - self._down_since:.1f} s")
+        self.reconnects += self._was_up
+        self._was_up = True
         self._down_since = None
         return Capture(Status.TIMEOUT)
 
@@ -387,12 +420,13 @@ _CLASSES: dict[str, type[FrameSource]] = {
 
 def open_source(uri: str | Uri, options: SourceOptions = SourceOptions(), reconnect: bool = True,
                 backoff_s: float = 0.5, backoff_max_s: float = 8.0,
-                give_up_s: float = 0.0) -> FrameSource | Reconnecting:
-    """Create and open the source for `uri`; live sources reconnect on loss when `reconnect`."""
+                give_up_s: float = 0.0, log: Callable[[str], None] | None = None) -> FrameSource | Reconnecting:
+    """Create and open the source for `uri`; with `reconnect`, a live source that is not up yet or is lost is
+    waited for (reported through `log`) instead of failing."""
     if not isinstance(uri, Uri):
         uri = parse_uri(uri, "input")
     source = _CLASSES[uri.scheme](uri, options)
     if source.live and reconnect and uri.scheme != "synthetic":
-        source = Reconnecting(source, backoff_s, backoff_max_s, give_up_s)
+        source = Reconnecting(source, backoff_s, backoff_max_s, give_up_s, log)
     source.open()
     return source

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
 
-from mbunet.errors import SourceError
+from mbunet.errors import SourceError, SourceUnavailable
 from mbunet.sources import (Capture, FrameSource, Reconnecting, SourceOptions, Status, gstreamer_available,
                               open_source)
 from mbunet.uri import parse_uri
@@ -146,7 +147,20 @@ def test_gstreamer_is_reported_plainly():
 
 def test_missing_camera(tmp_path):
     with pytest.raises(SourceError, match="camera cannot be opened"):
-        open_source("/dev/video99")
+        open_source("/dev/video99", reconnect=False)
+
+
+def test_missing_camera_is_waited_for_when_reconnecting():
+    """A camera that is not there yet is what a reconnecting run waits for: open returns, and reads say TIMEOUT
+    while each retry says what it waits for."""
+    lines = []
+    src = open_source("/dev/video99", backoff_s=0.01, backoff_max_s=0.02, log=lines.append)
+    deadline = time.monotonic() + 1.0
+    while len(lines) < 3 and time.monotonic() < deadline:
+        assert src.read().status is Status.TIMEOUT
+    src.close()
+    assert lines[0].startswith("waiting for the source: /dev/video99: camera cannot be opened")
+    assert lines[1].startswith("still waiting after ") and "next try in" in lines[1]
 
 
 class Flaky(FrameSource):
@@ -161,7 +175,7 @@ class Flaky(FrameSource):
     def open(self) -> None:
         self.opens += 1
         if 1 < self.opens <= 1 + self.fail_opens:
-            raise SourceError("server down")
+            raise SourceUnavailable("server down")
 
     def read(self) -> Capture:
         self.reads += 1

@@ -31,7 +31,7 @@ def main(args: argparse.Namespace) -> int:
     path = build(archs, force=args.force)
     print(f"built or cached in {time.perf_counter() - t0:.1f} s")
     if args.mma_bench:
-        from mbunet.engines.bmma import mma_bench
+        from mbunet.bench import mma_bench
 
         result = mma_bench(args.iters, path)
         if args.json:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .engines.base import Engine, choose_engine, create_engine, engine_class, list_engines
-from .errors import ConfigError, MbunetError, SourceError
+from .errors import ConfigError, EngineUnavailable, MbunetError, SourceError
 from .modelfile import ModelFile
 from .power import PowerMeter
 
@@ -329,3 +329,28 @@ def write_results(rows: list[BenchRow], out_dir: Path, title: str) -> list[Path]
         writer.writerows(r.to_json() for r in rows)
     bench_chart([r for r in rows if r.skipped is None], paths[2], title)
     return paths
+
+
+def mma_bench(iters: int = 20000, path: Path | None = None) -> dict:
+    """Throughput of each MMA flavour on GPU 0, from the library at `path` (default: the one the engine loads).
+
+    Returns {"device", "iters", "rows": [{"flavour", "ms", "tops"} or {"flavour", "error"}]}.
+
+    b1 flavours count 2*16*8*256 ops per MMA, s8 2*16*8*32, f16 2*16*8*16 (dense-equivalent ops).
+    """
+    from .cudakernels.bmma.lib import FLAVOURS, load_library
+    from .engines.bmma import device_problem, open_library
+
+    why = device_problem()
+    if why:
+        raise EngineUnavailable(f"mma-bench: {why}")
+    lib = load_library(path) if path else open_library()[0]
+    dev = lib.device()
+    rows = []
+    for flavour in FLAVOURS:
+        try:
+            ms, tops = lib.mma_bench(flavour, iters)
+            rows.append({"flavour": flavour, "ms": ms, "tops": tops})
+        except MbunetError as e:  # an unsupported flavour on this GPU is a row, not the end of the table
+            rows.append({"flavour": flavour, "error": str(e)})
+    return {"device": f"{dev.name} ({dev.sm}, {dev.sm_count} SMs)", "iters": iters, "rows": rows}

@@ -8,7 +8,8 @@ import pytest
 
 from mbunet.arch import Architecture, plan
 from mbunet.engines.base import create_engine
-from mbunet.engines.bmma import BmmaEngine, mma_bench
+from mbunet.bench import mma_bench
+from mbunet.engines.bmma import BmmaEngine
 from mbunet.errors import MbunetError
 from mbunet.random_model import random_quantized_model
 from mbunet.modelfile import load_model, shipped_names

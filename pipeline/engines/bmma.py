@@ -10,12 +10,11 @@ from __future__ import annotations
 import ctypes
 import os
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
 from ..arch import plan
-from ..errors import ConfigError, EngineUnavailable, MbunetError
+from ..errors import ConfigError
 from ..modelfile import ModelFile, expected_arrays
 from .base import Engine, register_engine
 from .bmma_library import library_problem, open_library
@@ -123,27 +122,3 @@ class BmmaEngine(Engine):
         if self._handle is not None:
             self.lib.destroy(self._handle)
             self._handle = None
-
-
-def mma_bench(iters: int = 20000, path: Path | None = None) -> dict:
-    """Throughput of each MMA flavour on GPU 0, from the library at `path` (default: the one the engine loads).
-
-    Returns {"device", "iters", "rows": [{"flavour", "ms", "tops"} or {"flavour", "error"}]}.
-
-    b1 flavours count 2*16*8*256 ops per MMA, s8 2*16*8*32, f16 2*16*8*16 (dense-equivalent ops).
-    """
-    from mbunet.cudakernels.bmma.lib import FLAVOURS, load_library
-
-    why = device_problem()
-    if why:
-        raise EngineUnavailable(f"mma-bench: {why}")
-    lib = load_library(path) if path else open_library()[0]
-    dev = lib.device()
-    rows = []
-    for flavour in FLAVOURS:
-        try:
-            ms, tops = lib.mma_bench(flavour, iters)
-            rows.append({"flavour": flavour, "ms": ms, "tops": tops})
-        except MbunetError as e:  # an unsupported flavour on this GPU is a row, not the end of the table
-            rows.append({"flavour": flavour, "error": str(e)})
-    return {"device": f"{dev.name} ({dev.sm}, {dev.sm_count} SMs)", "iters": iters, "rows": rows}

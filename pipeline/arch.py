@@ -2,7 +2,7 @@
 
 Every engine walks the same `plan()`: a list of `Step`s, each producing one named tensor. Weight arrays in a
 model file are keyed by the step's name (``"down2.1.pos"``), so the plan is the contract between the trainer,
-the exporter and every engine (DESIGN.md sections 2 and 5).
+the exporter and every engine (docs/design.md, sections 1 and 5).
 
 Step ops (activations between ``input`` and ``output`` are packed ±1 bits, NHWC, 32 channels per uint32 word):
 

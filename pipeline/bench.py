@@ -1,4 +1,4 @@
-"""`mbunet bench`: every engine on the same model and the same input, one run (DESIGN.md section 8).
+"""`mbunet bench`: every engine on the same model and the same input, one run (docs/benchmarks.md).
 
 Per engine: warm-ups (the first also gives the masks compared with the reference engine's), then timed
 iterations, each ended by engine.sync() before the clock is read; median, p5, p95, images/s; the power meter's

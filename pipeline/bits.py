@@ -1,4 +1,4 @@
-"""Bit layout shared by every engine (DESIGN.md section 5), as pure numpy functions.
+"""Bit layout shared by every engine (docs/design.md, section 3), as pure numpy functions.
 
 Activations: NHWC, channel c -> word c // 32, bit c % 32 (little-endian), uint32 words; bit 1 means +1.
 Bits above the real channel count are always 0, so two engines' packed tensors can be compared word for word.

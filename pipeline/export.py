@@ -1,6 +1,6 @@
 """Model files from trained PyTorch networks (export_model).
 
-BatchNorm + sign folding (DESIGN.md section 4): sign(gamma*(z - mu)/sqrt(var+eps) + beta) >= 0 with
+BatchNorm + sign folding (docs/design.md, section 4): sign(gamma*(z - mu)/sqrt(var+eps) + beta) >= 0 with
 t = mu - beta*sqrt(var+eps)/gamma is z >= ceil(t) for gamma > 0 and z <= floor(t) for gamma < 0; the latter is
 stored as -z >= -floor(t) by negating the channel's weights (swapping pos/neg planes), so every engine only ever
 compares dot >= threshold. gamma == 0 gives a constant: threshold -2**30 (always +1) or 2**30 (always -1).

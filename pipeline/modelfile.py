@@ -1,4 +1,4 @@
-"""One file per model: safetensors arrays + a JSON card in the safetensors metadata (DESIGN.md section 5).
+"""One file per model: safetensors arrays + a JSON card in the safetensors metadata (docs/design.md, section 7).
 
 Loading never runs code (safetensors holds only raw arrays and strings) and checks, in order: the file exists,
 is a safetensors file, carries an mbunet card of a known format version, holds exactly the arrays the

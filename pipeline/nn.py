@@ -1,4 +1,4 @@
-"""The U-Net in PyTorch: full precision, or quantized as MBU-Net (DESIGN.md section 2). Needs torch.
+"""The U-Net in PyTorch: full precision, or quantized as MBU-Net (docs/design.md, sections 1 and 2). Needs torch.
 
 Input: float RGB [N, 3, H, W] in [0, 1]. The input conv pads with black (pixel 0) *before* normalising, so that
 normalisation folds into integer weights on raw pixels at export. Output: logits [N, classes, H, W].

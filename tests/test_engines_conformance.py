@@ -1,4 +1,4 @@
-"""Every registered engine against `reference` on random models (DESIGN.md section 6).
+"""Every registered engine against `reference` on random models (docs/design.md, section 5).
 
 Bit engines (those that run only quantized models) must give identical packed bits at every layer, identical
 logits and identical masks. Float engines (those that also run "fp" models: the PyTorch baselines) compute the

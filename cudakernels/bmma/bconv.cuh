@@ -8,7 +8,7 @@
  * padding; the weights' K-tile padding is zero in both planes, so those words add nothing in either form).
  * Spatial padding in the AND form: a = 0 makes both AND counts 0, while the constant term
  *     cst[col] = sum over every tap and word of popc(pos) - popc(neg)
- * is counted in full, which is exactly the -b contribution of a -1 tap (DESIGN.md section 4).
+ * is counted in full, which is exactly the -b contribution of a -1 tap (docs/design.md, section 4).
  *
  * Transposed conv 2x2/s2 = one tap (the input pixel itself) and N = 4 * cout_pad columns ordered
  * (ij = 2i + j, channel); column block ij of input pixel (y, x) is written to output pixel (2y+i, 2x+j).

@@ -15,7 +15,7 @@
  * two 128-bit halves of K (words t and t+4, B = b[0], b[1]); its C fragment (row g, cols 2t, 2t+1) is c[0..1]
  * of the rows-g call and c[2..3] of the rows-(g+8) call. So mma_b1() below has one interface on every arch.
  *
- * Forms (DESIGN.md section 4). The conv accumulates two products per output, one against each weight plane:
+ * Forms (docs/design.md, section 4). The conv accumulates two products per output, one against each weight plane:
  *   AND (sm_80+):  P = popc(a & pos), N = popc(a & neg);  dot = 2 (P - N) - sum(popc(pos) - popc(neg))
  *   XOR (sm_75+):  P = popc(a ^ pos), N = popc(a ^ neg);  dot = N - P
  */

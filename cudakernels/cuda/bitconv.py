@@ -1,6 +1,6 @@
 """Numba-CUDA convolutions producing packed ±1 bits: input conv, 3x3 binary/masked conv, 2x2/s2 transposed conv.
 
-Thread mapping (the same for all three, DESIGN.md sections 4 and 9):
+Thread mapping (the same for all three, docs/design.md, section 4):
 - One thread = one output pixel x one output *word* (32 output channels). It keeps 32 int32 accumulators in
   registers, so every input word it loads is reused 32 times from a register, and it ends by comparing the 32
   sums with their thresholds and writing one whole packed uint32 word. No warp vote (ballot) is needed to pack

@@ -1,4 +1,4 @@
-"""`reference`: the integer maths of DESIGN.md section 4 in plain numpy. Slow; the golden answer.
+"""`reference`: the integer maths of docs/design.md, section 4, in plain numpy. Slow; the golden answer.
 
 Both dot-product forms are implemented and selectable (`form="and"` or `"xor"`), so tests can prove they agree:
   AND: dot = 2*popc(a & pos) - 2*popc(a & neg) - (popc(pos) - popc(neg))

@@ -32,6 +32,11 @@ class StopOnSignals:
 
     def __enter__(self) -> "StopOnSignals":
         if threading.current_thread() is threading.main_thread():
+            outer = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+            if isinstance(outer, StopOnSignals) and outer.stop is self.stop:
+                # a job inside one that already watches (a run's stages inside the session): share its record
+                self.hurry, self.received = outer.hurry, outer.received
+                return self
             for sig in STOP_SIGNALS:
                 self._old[sig] = signal.signal(sig, self._handle)
         return self

@@ -31,7 +31,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import json
     import sys
 
     from mbunet.errors import ConfigError
@@ -61,11 +60,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--against needs at least 2 images to compare the models")
     diff = paired_difference(results[0].image_dice, results[1].image_dice) if args.against else None
     if args.json:
-        out = results[0].to_json()
-        if diff:
-            out.update(against=results[1].to_json(), dice_difference=diff[0], dice_difference_ci95=diff[1])
-        print(json.dumps(out))
-        return 0
+        return _print_json(results, diff)
     # a retrained model usually keeps its card name: then name each by the file or name the user gave
     labels = [r.model for r in results]
     if len(set(labels)) < len(labels):
@@ -83,7 +78,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _sources(args: argparse.Namespace) -> int:
-    import json
 
     from mbunet.modelfile import DEFAULT_MODEL
     from mbunet.train.source_eval import compare, evaluate_sources, format_scores, held_out_set
@@ -93,14 +87,21 @@ def _sources(args: argparse.Namespace) -> int:
     results = [evaluate_sources(ref, test, args.engine, args.batch) for ref in refs]
     diff = compare(results[0], results[1]) if args.against else None
     if args.json:
-        out = results[0].to_json()
-        if diff:
-            out.update(against=results[1].to_json(), dice_difference=diff[0], dice_difference_ci95=diff[1])
-        print(json.dumps(out))
-        return 0
+        return _print_json(results, diff)
     for r in results:
         print(format_scores(r))
     if diff:
         print(f"dice difference {refs[0]} - {refs[1]}: {diff[0]:+.4f} +-{diff[1]:.4f} (95% CI, paired over the same "
               f"composites)")
+    return 0
+
+
+def _print_json(results: list, diff: tuple[float, float] | None) -> int:
+    """The first model's scores as one JSON line; with --against also the other's and the paired difference."""
+    import json
+
+    out = results[0].to_json()
+    if diff:
+        out.update(against=results[1].to_json(), dice_difference=diff[0], dice_difference_ci95=diff[1])
+    print(json.dumps(out))
     return 0

@@ -32,19 +32,25 @@ def golden(request):
     return model, frames, masks, bits
 
 
-@pytest.mark.parametrize("name", [n for n in list_engines() if n != "reference"])
-def test_engine_matches_reference(name, golden):
-    model, frames, ref_masks, ref_bits = golden
-    cls = engine_class(name)
-    why = cls.unavailable(model)
+def run_engine(name, model, call):
+    """call(engine) on a fresh engine of that name (skipped with its reason where it cannot run here)."""
+    why = engine_class(name).unavailable(model)
     if why is not None:
         pytest.skip(f"{name}: {why}")
     engine = create_engine(name, model)
     try:
-        masks, bits = engine.segment_bits(frames)
+        out = call(engine)
         engine.sync()
+        return out
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("name", [n for n in list_engines() if n != "reference"])
+def test_engine_matches_reference(name, golden):
+    model, frames, ref_masks, ref_bits = golden
+    cls = engine_class(name)
+    masks, bits = run_engine(name, model, lambda engine: engine.segment_bits(frames))
     assert masks.dtype == np.uint8 and masks.shape == ref_masks.shape
     if "fp" in cls.kinds:
         agreement = float(np.mean(masks == ref_masks))
@@ -65,15 +71,7 @@ def test_frame_size_masks_match_reference(name, golden):
 
     model, frames, ref_masks, ref_bits = golden
     cls = engine_class(name)
-    why = cls.unavailable(model)
-    if why is not None:
-        pytest.skip(f"{name}: {why}")
-    engine = create_engine(name, model)
-    try:
-        masks, scores = engine.segment_scores(frames)
-        engine.sync()
-    finally:
-        engine.close()
+    masks, scores = run_engine(name, model, lambda engine: engine.segment_scores(frames))
     geo = geometry((5 * frames.shape[1], 3 * frames.shape[2]), model.arch.input_size, "letterbox")
     ref_frame = np.stack([scores_to_frame(s, geo) for s in ref_bits["out.logits"]])
     frame = np.stack([scores_to_frame(s, geo) for s in scores])

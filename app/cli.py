@@ -2,7 +2,8 @@
 
 Each command module defines `HELP` (one line), `add_arguments(parser)` and `main(args) -> int`. Modules are
 imported when the parser is built, so they must keep heavy imports (torch, numba, cv2) inside `main`.
-Any MbunetError becomes one line on stderr and exit status 2; other exceptions keep their traceback (bugs).
+Any MbunetError, and a missing PyTorch (training, export), becomes one line on stderr and exit status 2; other
+exceptions keep their traceback (bugs).
 """
 from __future__ import annotations
 
@@ -54,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mbunet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as e:
+        if e.name != "torch":  # any other missing module is a broken install: keep the traceback
+            raise
+        print(f"mbunet {args.command}: error: needs PyTorch, which is not installed: pip install 'mbunet[torch]' "
+              f"(or a CUDA build from pytorch.org)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -31,13 +31,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--activation-grad", choices=ACTIVATION_GRADS, help="surrogate gradient of the binary "
                    "activations: ste (clipped identity) or approxsign (Bi-Real Net's 2 - 2|x|); overrides the recipe's "
                    "train.activation_grad, which is ste where a recipe does not set it")
+    p.add_argument("--name", help="name of a new run's model and folder (default: the recipe's name, with -2, -3, "
+                   "... where a shipped model or an earlier run has it)")
     p.add_argument("--out", metavar="DIR", help="checkpoints and history (default: the folder of the --resume "
-                   "checkpoint, else runs/train/<name>)")
+                   "checkpoint, else runs/train/<name>); a new run refuses a folder that holds a checkpoint")
     p.add_argument("--export", metavar="PATH", help="write the best validated model here (.safetensors) "
                    "and its Markdown card beside it; a quantized model only once fully binarised")
     p.add_argument("--export-final", metavar="PATH", help="write the model at the end of the schedule here, with "
                    "its card, whatever its validation score (how the shipped models are chosen: a small validation "
                    "set cannot rank steps a hundredth apart)")
+    p.add_argument("--force", action="store_true", help="let --export/--export-final replace an existing file "
+                   "or a shipped model")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; 1 is often fastest on "
                    "a shared machine, where extra threads only wait for each other)")
@@ -48,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    import dataclasses
     from pathlib import Path
 
     from mbunet.errors import ConfigError
@@ -71,16 +76,26 @@ def main(args: argparse.Namespace) -> int:
 
     import torch
 
-    from mbunet.train.data import select_data
+    from mbunet.modelfile import check_target
     from mbunet.train.checkpoint import CHECKPOINT
+    from mbunet.train.data import select_data
+    from mbunet.train.runs import new_run
     from mbunet.train.trainer import CALIBRATION_IMAGES, Trainer, pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.resume:
+        if args.name:
+            raise ConfigError("--name names a new run: a resumed run keeps its checkpoint's name")
+        # a resumed run keeps writing beside its checkpoint unless told otherwise
+        out = Path(args.out or Path(args.resume).parent)
+    else:
+        name, out = new_run(cfg.name, args.name, args.out)
+        cfg = dataclasses.replace(cfg, name=name)
+    for target in filter(None, (args.export, args.export_final)):
+        check_target(target, args.force, own_name=cfg.name if args.resume else None)
 
     data = select_data(cfg, args.stamps, args.backgrounds, args.images, args.masks, args.val_images, args.val_masks)
-    # a resumed run keeps writing beside its checkpoint unless told otherwise
-    out = args.out or (Path(args.resume).parent if args.resume else Path("runs", "train", cfg.name))
     trainer = Trainer(cfg, data, pick_device(args.device), out, recipe_file=args.config or "")
     if args.resume:
         trainer.load(args.resume)

@@ -139,6 +139,37 @@ def shipped_names() -> list[str]:
     return sorted(p.name[: -len(SUFFIX)] for p in WEIGHTS_DIR.glob(f"*{SUFFIX}"))
 
 
+def unshipped_name(name: str, taken=lambda candidate: False) -> str:
+    """`name`, or the first of name-2, name-3, ... that no shipped model has (nor `taken`): a model trained here
+    is never taken for a shipped one (`mbunet eval`, `models --card`) unless the user names it so."""
+    shipped = set(shipped_names())
+    candidate, n = name, 2
+    while candidate in shipped or taken(candidate):
+        candidate, n = f"{name}-{n}", n + 1
+    return candidate
+
+
+def check_target(path: str | Path, force: bool = False, own_name: str | None = None) -> None:
+    """Refuse to write a model file over a shipped model or over any existing file unless `force`; a training
+    run may replace the file it exported itself (card name `own_name`)."""
+    path = Path(path)
+    if force or not path.exists():
+        return
+    if path.resolve().parent == WEIGHTS_DIR.resolve() and path.name.endswith(SUFFIX):
+        raise ModelFileError(f"{path} is the shipped model {path.name[: -len(SUFFIX)]}: write the new model "
+                             f"elsewhere, or pass --force to replace it")
+    if own_name is not None and _card_name(path) == own_name:
+        return
+    raise ModelFileError(f"{path} exists: choose another path, or pass --force to replace it")
+
+
+def _card_name(path: Path) -> str | None:
+    try:
+        return read_card(path).get("name")
+    except ModelFileError:
+        return None
+
+
 def model_summary(path: Path) -> dict:
     """One row of `mbunet models`: name, kind, input size (WxH), classes, validation Dice, default flag."""
     card = read_card(path)
@@ -154,6 +185,9 @@ def read_card(path: str | Path) -> dict:
     from safetensors import safe_open
 
     path = Path(path)
+    if _is_checkpoint(path):
+        raise ModelFileError(f"{path}: a training checkpoint, not a model file: convert it with "
+                             f"`mbunet export {path} MODEL{SUFFIX}`")
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
@@ -171,6 +205,16 @@ def read_card(path: str | Path) -> dict:
         raise ModelFileError(f"{path}: format version {card.get('format_version')} is not supported "
                              f"(this mbunet reads version {FORMAT_VERSION})")
     return card
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """A PyTorch file (mbunet train's last.pt): a zip archive, or an older torch.save pickle."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head == b"PK\x03\x04" or (path.suffix in (".pt", ".pth", ".ckpt") and head[:1] == b"\x80")
 
 
 def load_model(ref: str | Path) -> ModelFile:

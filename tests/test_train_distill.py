@@ -143,4 +143,4 @@ def test_card_says_which_stages_distilled_and_how_to_reproduce_them():
     first, second = text.split("Reproduce: ")[1].split(", then ")
     assert "--export" not in first and second.startswith("`mbunet train --resume runs/train/mbunet-w32/last.pt "
                                                          "--stamps DIR --backgrounds DIR --steps 200 --teacher "
-                                                         "fp-x --export-final weights/mbunet-w32.safetensors`")
+                                                         "fp-x --export-final mbunet-w32.safetensors`")

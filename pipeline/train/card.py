@@ -104,7 +104,8 @@ def _reproduce(card: dict, t: dict, settings: list[dict]) -> str:
     final = card.get("training", {}).get("selection") == "final"
     # The best-validated export can come from any stage, so every command names it; the end of the schedule is
     # written by the last command alone.
-    export = f" --export{'-final' if final else ''} weights/{name}.safetensors"
+    # into the working folder, never weights/: following a shipped model's card must not replace that model
+    export = f" --export{'-final' if final else ''} {name}.safetensors"
     last = len(settings) - 1
     first = settings[0].get("steps") or t.get("steps") or "N"
     # The first command names a quantized model's gradient (a recipe file may set either); a resume keeps the

@@ -229,7 +229,7 @@ class Trainer:
             progress: bool = True, export_final: str | Path | None = None) -> Scores | None:
         """Train up to cfg.train.steps (or `minutes` of wall time, or until Ctrl-C/SIGTERM), then checkpoint;
         returns the last validation scores (None if no validation ran in this session). `stopped_by_signal` tells
-        whether a signal ended it (a second signal aborts without a checkpoint)."""
+        whether a signal ended it (any number of signals: the step under way finishes and the checkpoint is written)."""
         from tqdm import tqdm
 
         t = self.cfg.train

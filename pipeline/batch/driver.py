@@ -14,6 +14,7 @@ GPU nodes with few cores (docs/batch.md works this out).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -81,7 +82,7 @@ def run_batch(inputs: list[str], out: str | Path, model: str = "", engine: str =
     except OSError as e:
         raise MbunetError(f"{out}: cannot create the output folder ({e.strerror})") from e
     key = layout.settings_key(options.settings(loaded.card["arrays_sha256"]))
-    ray = _import_ray()
+    ray = _import_ray(embedded=cluster.address is None)
     t0 = time.perf_counter()
     _connect(ray, cluster.address)
     stop = threading.Event()
@@ -101,6 +102,7 @@ def run_batch(inputs: list[str], out: str | Path, model: str = "", engine: str =
     finally:
         ray.shutdown()
     manifest = write_manifest(out, rows, manifest_format)
+    layout.prune_work(out)
     return BatchResult(rows, manifest, len(workers), engine_name, wall, t1 - t0, stop.is_set())
 
 
@@ -109,7 +111,11 @@ def _model_ref(model: str) -> str:
     return str(Path(model).resolve()) if model and Path(model).is_file() else model
 
 
-def _import_ray():
+def _import_ray(embedded: bool):
+    if embedded:
+        # Ray binds even a one-machine instance to the machine's network address; this switch (meant for laptops,
+        # read when ray is imported) keeps the embedded Ray on 127.0.0.1, out of reach of the network
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError as e:
@@ -128,6 +134,12 @@ def _connect(ray, address: str | None) -> None:
         else:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
+        chain = [e]
+        while chain[-1].__cause__ is not None:
+            chain.append(chain[-1].__cause__)
+        if any("InvalidAuthToken" in str(c) for c in chain):  # Ray nests the reason in its messages' text
+            raise MbunetError(f"the Ray cluster at {address} wants its authentication token: export "
+                              f"RAY_AUTH_MODE=token, with the token in ~/.ray/auth_token or $RAY_AUTH_TOKEN") from e
         raise MbunetError(f"cannot connect to the Ray cluster at {address or 'local'}: "
                           f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
 

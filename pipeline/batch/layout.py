@@ -88,6 +88,18 @@ def publish(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
+def prune_work(out: Path) -> None:
+    """Remove the empty folders of OUT/.work (what an interrupted run left there is for the next one)."""
+    work = out / WORK
+    if not work.is_dir():
+        return
+    for folder, _, _ in sorted(os.walk(work), key=lambda entry: -len(entry[0])):
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty
+            pass
+
+
 def link_or_copy(src: Path, dst: Path) -> None:
     """Hard-link when the file system allows (no data copied), else copy; the source stays intact, so a join
     that is interrupted can simply run again."""

@@ -70,7 +70,9 @@ class VideoFileSink(FrameSink):
 
         fourcc = cv2.VideoWriter_fourcc(*self.codec)
         for size in dict.fromkeys([(w, h), encodable_size(w, h)]):  # the frame's own size when the codec takes it
-            writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, size)
+            # FFmpeg only: where it refuses, OpenCV would try its other writers, and with GStreamer loaded in the
+            # process (PyGObject) that fallback crashed on a 1x1 frame or a read-only folder
+            writer = cv2.VideoWriter(str(self.path), cv2.CAP_FFMPEG, fourcc, self.fps, size)
             if writer.isOpened():
                 self._writer, self._size = writer, size
                 return

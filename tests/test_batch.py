@@ -4,13 +4,14 @@ and the embedded default. The Ray-free parts (inputs, chunk plans) are tested di
 
 Every Ray process here stays on the loopback interface: Ray replaces 127.0.0.1 by the machine's network address
 unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which also limits the cluster to one node (so the two workers are two
-actors on one node). `ray start` turns on token authentication, so the drivers run with RAY_AUTH_MODE=token.
+actors on one node). `ray start` turns on token authentication: every process here gets the tests' own token.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -34,8 +35,9 @@ from mbunet.batch.scheduler import plan_chunks  # noqa: E402
 
 MODEL = ["--model", "random:4:32x32", "--engine", "cpu"]  # 2 s to load in a worker, under 1 ms a frame
 FRAMES = 20
+# a token of the tests' own: nothing read from or written to ~/.ray (a fresh CI machine has none)
 ENV = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
-       "RAY_USAGE_STATS_ENABLED": "0"}
+       "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
 RAY_BIN = str(Path(sys.executable).parent / "ray")
 
 
@@ -93,11 +95,10 @@ def cluster():
             time.sleep(0.5)
         yield f"127.0.0.1:{port}"
     finally:
-        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops the processes it started
-        try:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops the processes it started
+        with contextlib.suppress(subprocess.TimeoutExpired):
             head.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(ProcessLookupError):  # what is left of the group (Ray's own processes)
             os.killpg(head.pid, signal.SIGKILL)
         head.wait()

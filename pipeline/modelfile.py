@@ -48,6 +48,12 @@ class ModelFile:
     card: dict
     arrays: dict[str, np.ndarray]
 
+    def __post_init__(self) -> None:
+        # The one check of a quantized model's arrays (names, dtypes, shapes), wherever the model comes from: every
+        # engine and pipeline.prepared trust a ModelFile's arrays from here on.
+        if self.arch.quantized:
+            _check_arrays(self.arrays, expected_arrays(self.arch), self.path or self.name)
+
     @property
     def name(self) -> str:
         return self.card.get("name") or (self.path.stem if self.path else "unnamed")
@@ -235,11 +241,10 @@ def load_model(ref: str | Path) -> ModelFile:
                                       norm.get("std", (0.229, 0.224, 0.225)))
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{path}: invalid architecture in card ({e})") from e
-    if arch.quantized:
-        _check_arrays(arrays, expected_arrays(arch), path)
+    model = ModelFile(path, arch, card, arrays)  # checks the arrays against the architecture
     if arrays_sha256(arrays) != card.get("arrays_sha256"):
         raise ModelFileError(f"{path}: arrays do not match the card's sha256 (file modified after export)")
-    return ModelFile(path, arch, card, arrays)
+    return model
 
 
 def _check_arrays(arrays: dict, expected: dict, where: object = "model") -> None:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mbunet.app.cli import main as cli_main
@@ -16,6 +17,7 @@ from mbunet.cudakernels.bmma.lib import FLAVOURS, OPS, StepStruct, load_library
 from mbunet.arch import Architecture, plan
 from mbunet.engines.bmma import BmmaEngine, device_problem, requested_form
 from mbunet.errors import ConfigError, EngineUnavailable, KernelBuildError
+from mbunet.prepared import prepare
 from mbunet.random_model import random_quantized_model
 
 ENTRY_POINTS = ("mb_last_error", "mb_step_size", "mb_device", "mb_create", "mb_run", "mb_fetch", "mb_destroy",
@@ -125,7 +127,7 @@ def test_without_gpu_every_call_returns_an_error_string(built):
     with pytest.raises(EngineUnavailable, match="CUDA error"):
         lib.device()
     with pytest.raises(EngineUnavailable, match="CUDA error"):
-        lib.create([StepStruct()], "auto")
+        lib.create([StepStruct()], "and")
     for flavour in FLAVOURS:
         with pytest.raises(EngineUnavailable, match="CUDA error"):
             lib.mma_bench(flavour, 10)
@@ -188,13 +190,22 @@ def test_network_description_follows_the_plan():
     model = random_quantized_model(arch, seed=3)
     engine = BmmaEngine()
     engine.steps = plan(arch)
-    structs, alive = engine._describe(model)
     names = [s.name for s in engine.steps]
+    layers = prepare(model)
+    for form in ("xor", "and"):
+        structs, alive = engine._describe(model, form)
+        for st, s in zip(structs, engine.steps):
+            conv = s.op in ("conv3x3", "convT2x2")
+            if conv:  # the host's bounds of the form asked for, [groups][cout] (pipeline.prepared)
+                groups = 1 if s.op == "conv3x3" else 4
+                got = np.ctypeslib.as_array(st.bound, (groups * s.cout,)).reshape(groups, s.cout)
+                np.testing.assert_array_equal(got, getattr(layers[s.name], f"{form}_bound"), err_msg=form)
     for st, s in zip(structs, engine.steps):
+        conv = s.op in ("conv3x3", "convT2x2")
         assert st.op == OPS[s.op] and (st.height, st.width) == (s.height, s.width)
         assert st.src0 == (names.index(s.inputs[0]) if s.inputs[0] != "frames" else -1)
         assert st.src1 == (names.index(s.inputs[1]) if s.op == "concat" else -1)
-        assert bool(st.pos) == (s.op in ("conv3x3", "convT2x2")) and bool(st.threshold) == s.has_weights
+        assert bool(st.pos) == conv and bool(st.threshold) == (s.op in ("input", "output")) and bool(st.bound) == conv
         if s.op == "concat":
             assert st.cout_words == st.cin_words == s.cin_words
         elif s.op == "output":

@@ -76,6 +76,16 @@ def _input_dot(frames: np.ndarray, weight: np.ndarray) -> np.ndarray:
                for i in range(3) for j in range(3))
 
 
+def _conv_layer(pos: np.ndarray, neg: np.ndarray, thr: np.ndarray, per_tap: bool):
+    """pipeline.prepared's layer of planes [Cout, k, k, Cw]: a 2x2 transposed conv when per_tap, else a 3x3 conv.
+    The step's cin only decides ConvLayer.binary, which these tests set explicitly."""
+    from mbunet.arch import Step
+    from mbunet.prepared import conv_layer
+
+    step = Step("convT2x2" if per_tap else "conv3x3", "c", ("x",), 32 * pos.shape[-1], pos.shape[0], 1, 1)
+    return conv_layer(step, pos, neg, thr)
+
+
 # ------------------------------------------------------------------------------------------ simulator cases
 class TestSimulator:
     """Each kernel and the whole engine in the CUDA simulator (collected only in the child process)."""
@@ -98,12 +108,10 @@ class TestSimulator:
 
     @staticmethod
     def dev(name: str, a: np.ndarray):
-        """Upload an array in the kernels' layout (`name` picks it, as for a model file's arrays)."""
+        """Upload an array (`name` says which, for a failing test's reader)."""
         from numba import cuda
 
-        from mbunet.engines.cuda import kernel_layout
-
-        return cuda.to_device(np.ascontiguousarray(kernel_layout(name, np.asarray(a))))
+        return cuda.to_device(np.ascontiguousarray(a))
 
     @pytest.mark.parametrize("n,h,w,cout", [(1, 3, 5, 1), (2, 1, 1, 3), (1, 2, 3, 33)])
     def test_input_conv(self, n, h, w, cout):
@@ -113,20 +121,19 @@ class TestSimulator:
         z = _input_dot(frames, weight)
         thr = _thresholds(rng, z)
         k = self.kernels()
-        got = k.to_host(k.input_conv(self.dev("in.0.frames", frames), self.dev("in.0.weight", weight),
+        got = k.to_host(k.input_conv(self.dev("in.0.frames", frames), self.dev("in.0.weight", weight.reshape(cout, 27)),
                                      self.dev("in.0.threshold", thr)))
         want = REF.input_conv(frames, weight, thr)
         assert got.dtype == np.uint32 and np.array_equal(got, want)
         assert 0 < np.count_nonzero(got) and (np.count_nonzero(z >= thr) < z.size)  # a real mix of bits
 
     def planes(self, pos, neg, thr, per_tap: bool, binary: bool):
-        """A conv's device arguments in either kernel form, as the engine prepares them (host_weights)."""
+        """A conv's device arguments in either kernel form, as the engine prepares them (conv_arguments)."""
         from numba import cuda
 
-        from mbunet.engines.cuda import kernel_layout, kernel_planes
+        from mbunet.engines.cuda import conv_arguments
 
-        sign, nonzero, bound = kernel_planes(kernel_layout("c.pos", pos), kernel_layout("c.neg", neg), thr,
-                                             per_tap, binary)
+        sign, nonzero, bound = conv_arguments(_conv_layer(pos, neg, thr, per_tap), binary)
         return (cuda.to_device(sign), None if nonzero is None else cuda.to_device(nonzero), cuda.to_device(bound))
 
     @pytest.mark.parametrize("n,h,w,cin,cout,masked", [
@@ -308,17 +315,19 @@ class TestHost:
             assert shared_loads[f"{conv}_kernel"] == 2 * shared_loads[f"{conv}_binary_kernel"], shared_loads
 
     def test_bounds_keep_every_comparison(self):
-        from mbunet.engines.cuda import kernel_planes
+        from mbunet.engines.cuda import conv_arguments
 
         lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
-        pos = np.full((5, 9, 4), 0xFFFFFFFF, np.uint32)  # 9 taps x 128 channels, all +1: M = 1152
-        sign, nonzero, bound = kernel_planes(pos, np.zeros_like(pos), np.array([lo, -5, 0, 7, hi], np.int32),
-                                             per_tap=False, binary=True)
+        pos = np.full((5, 3, 3, 4), 0xFFFFFFFF, np.uint32)  # 9 taps x 128 channels, all +1: M = 1152
+        layer = _conv_layer(pos, np.zeros_like(pos), np.array([lo, -5, 0, 7, hi], np.int32), per_tap=False)
+        sign, nonzero, bound = conv_arguments(layer)
         # lo - 1152 would wrap to a large positive int32 (never on); clipped it stays always on, as lo was
         assert bound.dtype == np.int32 and bound.tolist() == [lo, -1157, -1152, -1145, hi - 1152]
-        assert nonzero is None and np.array_equal(sign, pos)
-        _, nonzero, bound = kernel_planes(pos, np.zeros_like(pos), np.zeros(5, np.int32), per_tap=True, binary=False)
-        assert bound.shape == (9, 5) and (bound == -128).all() and np.array_equal(nonzero, pos)
+        assert nonzero is None and np.array_equal(sign, pos.reshape(5, 9, 4))
+        taps4 = pos[:, :2, :2]  # the 2x2 transposed conv: one bound per tap, M = 128 each
+        _, nonzero, bound = conv_arguments(_conv_layer(taps4, np.zeros_like(taps4), np.zeros(5, np.int32), True),
+                                           binary=False)
+        assert bound.shape == (4, 5) and (bound == -128).all() and np.array_equal(nonzero, taps4.reshape(5, 4, 4))
 
     def test_graph_engine_says_why_it_cannot_run_here(self):
         from numba import cuda

@@ -23,8 +23,9 @@ enum mb_status { MB_OK = 0, MB_EINVAL = 1, MB_ENODEV = 2, MB_ECUDA = 3, MB_EUNSU
 enum mb_op { MB_OP_INPUT = 0, MB_OP_CONV3X3 = 1, MB_OP_POOL = 2, MB_OP_CONVT2X2 = 3, MB_OP_CONCAT = 4,
              MB_OP_OUTPUT = 5 };
 
-/* Binary MMA flavour of the conv kernels: AND form needs sm_80+, XOR form runs on sm_75+. */
-enum mb_form { MB_FORM_AUTO = 0, MB_FORM_AND = 1, MB_FORM_XOR = 2 };
+/* Binary MMA flavour of the conv kernels: AND form needs sm_80+, XOR form runs on sm_75+. The host picks it, since
+ * each form compares its own partial sum with its own bound (mb_step.bound). */
+enum mb_form { MB_FORM_AND = 1, MB_FORM_XOR = 2 };
 
 /* Micro-benchmark flavours (mb_mma_bench). */
 enum mb_flavour { MB_BENCH_B1_AND = 0, MB_BENCH_B1_XOR = 1, MB_BENCH_S8 = 2, MB_BENCH_F16 = 3 };
@@ -42,7 +43,11 @@ typedef struct mb_step {
     const uint32_t *pos;   /* conv3x3/convT2x2: planes [cout][k][k][cin_words] */
     const uint32_t *neg;
     const int32_t *weight; /* input: [cout][3][3][3]; output: [classes][cin] */
-    const int32_t *threshold; /* input/conv3x3/convT2x2: [cout]; output: bias [classes] */
+    const int32_t *threshold; /* input: [cout]; output: bias [classes] */
+    /* conv3x3/convT2x2: [groups][cout], groups 1 (3x3) or 4 (2x2 transposed, tap 2i + j): out bit = partial sum
+     * >= bound, the AND form's partial sum 2 popc(a & pos) - 2 popc(a & neg) with pipeline.prepared's and_bound,
+     * the XOR form's popc(a ^ neg) - popc(a ^ pos) with its xor_bound (the host derives both, once). */
+    const int32_t *bound;
 } mb_step;
 
 typedef struct mb_net mb_net;
@@ -51,8 +56,8 @@ const char *mb_last_error(void);
 size_t mb_step_size(void);
 /* Compute capability and SM count of the current device (MB_ENODEV without one). */
 int mb_device(int *major, int *minor, int *sm_count, char *name, int name_len);
-/* Upload a network; form = enum mb_form (AUTO: AND on sm_80+, XOR on sm_75). *form_used gets the choice. */
-int mb_create(const mb_step *steps, int nsteps, int form, mb_net **out, int *form_used);
+/* Upload a network whose conv bounds are those of `form` (enum mb_form; AND is refused below sm_80). */
+int mb_create(const mb_step *steps, int nsteps, int form, mb_net **out);
 /* Host uint8 RGB frames [n][H][W][3] -> host uint8 masks [n][H][W]; one CUDA graph per batch size. */
 int mb_run(mb_net *net, const uint8_t *frames, int n, uint8_t *masks);
 /* Copy the last run's output of step `step` (packed words; the output step gives int32 logits). */

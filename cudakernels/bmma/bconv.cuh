@@ -6,9 +6,9 @@
  * A is never materialised: a K step of row m reads the 8 words of the input pixel shifted by the tap.
  * A tap outside the image, a row past M and a word past the input's words are zero-filled (bit 0 = -1 for
  * padding; the weights' K-tile padding is zero in both planes, so those words add nothing in either form).
- * Spatial padding in the AND form: a = 0 makes both AND counts 0, while the constant term
- *     cst[col] = sum over every tap and word of popc(pos) - popc(neg)
- * is counted in full, which is exactly the -b contribution of a -1 tap (docs/design.md, section 4).
+ * Epilogue: the two accumulators give the form's partial sum, AND 2 (popc(a & pos) - popc(a & neg)) = dot + C,
+ * XOR popc(a ^ neg) - popc(a ^ pos) = dot, compared with the host's bound of that form (pipeline/prepared.py
+ * derives both, C over every tap, so a zero-filled padding tap gives exactly the -b of a -1 tap).
  *
  * Transposed conv 2x2/s2 = one tap (the input pixel itself) and N = 4 * cout_pad columns ordered
  * (ij = 2i + j, channel); column block ij of input pixel (y, x) is written to output pixel (2y+i, 2x+j).
@@ -34,8 +34,7 @@ struct Params {
     int ncols;            // GEMM N, a multiple of BN
     int cout, cout_pad, cout_words;
     const uint32_t *wpos, *wneg;  // [taps * kchunks][ncols][KW]
-    const int32_t *thr;   // [ncols]
-    const int32_t *cst;   // [ncols], AND form only
+    const int32_t *bound; // [ncols]: out bit = partial sum of the form >= bound
     uint32_t *out;        // 3x3: [n][h][w][cout_words]; transposed: [n][2h][2w][cout_words]
 };
 
@@ -139,7 +138,7 @@ __global__ void __launch_bounds__(THREADS) kernel(Params p) {
         __syncthreads();
     }
 
-    // Epilogue: dot, threshold, pack 32 columns (one output word) per warp row.
+    // Epilogue: the form's partial sum against its bound, pack 32 columns (one output word) per warp row.
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
@@ -151,8 +150,8 @@ __global__ void __launch_bounds__(THREADS) kernel(Params p) {
                 for (int j = 0; j < 2; ++j) {
                     const int col = col0 + wn + nt * 8 + 2 * t + j;
                     const int pc = accp[mt][nt][2 * half + j], nc = accn[mt][nt][2 * half + j];
-                    const int dot = FORM == FORM_AND ? 2 * (pc - nc) - p.cst[col] : nc - pc;
-                    if (col % p.cout_pad < p.cout && dot >= p.thr[col]) word |= 1u << (nt * 8 + 2 * t + j);
+                    const int sum = FORM == FORM_AND ? 2 * (pc - nc) : nc - pc;
+                    if (col % p.cout_pad < p.cout && sum >= p.bound[col]) word |= 1u << (nt * 8 + 2 * t + j);
                 }
             word |= __shfl_xor_sync(0xffffffffu, word, 1);
             word |= __shfl_xor_sync(0xffffffffu, word, 2);

@@ -51,7 +51,7 @@ struct DevStep {
     mb_step s{};
     int taps = 0, kchunks = 0, ncols = 0, cout_pad = 0;
     uint32_t *wpos = nullptr, *wneg = nullptr;
-    int32_t *thr = nullptr, *cst = nullptr, *weight = nullptr;
+    int32_t *thr = nullptr, *weight = nullptr;  // thr: input threshold, output bias, conv bound per GEMM column
     size_t out_bytes_per_image = 0;  // packed words (or int32 logits for the output step)
     void *out = nullptr;
 };
@@ -74,7 +74,7 @@ int upload(T **dst, const std::vector<T> &src) {
 }
 
 /* Planes [cout][k][k][cin_words] -> GEMM tiles [taps * kchunks][ncols][8] (zero K and N padding), and per
- * column the threshold and the AND-form constant sum(popc(pos) - popc(neg)) over the column's taps. */
+ * column the host's bound of the column's group: one group (3x3), or the column's tap (transposed). */
 int tile_weights(DevStep &d) {
     const mb_step &s = d.s;
     const int k = s.op == MB_OP_CONV3X3 ? 3 : 2, cw = s.cin_words;
@@ -84,26 +84,24 @@ int tile_weights(DevStep &d) {
     d.ncols = s.op == MB_OP_CONV3X3 ? d.cout_pad : 4 * d.cout_pad;
     const size_t tile = (size_t)d.taps * d.kchunks * d.ncols * bconv::KW;
     std::vector<uint32_t> pos(tile, 0u), neg(tile, 0u);
-    std::vector<int32_t> thr(d.ncols, 0), cst(d.ncols, 0);
+    std::vector<int32_t> thr(d.ncols, 0);
     for (int o = 0; o < s.cout; ++o)
         for (int ky = 0; ky < k; ++ky)
             for (int kx = 0; kx < k; ++kx) {
                 const int tap = d.taps == 9 ? ky * 3 + kx : 0;
-                const int col = d.taps == 9 ? o : (ky * 2 + kx) * d.cout_pad + o;
-                thr[col] = s.threshold[o];
+                const int group = d.taps == 9 ? 0 : ky * 2 + kx;
+                const int col = group * d.cout_pad + o;
+                thr[col] = s.bound[group * s.cout + o];
                 for (int w = 0; w < cw; ++w) {
                     const size_t src = (((size_t)o * k + ky) * k + kx) * cw + w;
                     const size_t dst = (((size_t)tap * d.kchunks + w / bconv::KW) * d.ncols + col) * bconv::KW +
                                        w % bconv::KW;
                     pos[dst] = s.pos[src];
                     neg[dst] = s.neg[src];
-                    cst[col] += __builtin_popcount(s.pos[src]) - __builtin_popcount(s.neg[src]);
                 }
             }
     int rc;
-    if ((rc = upload(&d.wpos, pos)) || (rc = upload(&d.wneg, neg)) || (rc = upload(&d.thr, thr)) ||
-        (rc = upload(&d.cst, cst)))
-        return rc;
+    if ((rc = upload(&d.wpos, pos)) || (rc = upload(&d.wneg, neg)) || (rc = upload(&d.thr, thr))) return rc;
     return MB_OK;
 }
 
@@ -143,8 +141,8 @@ int check_step(const std::vector<DevStep> &net, int i) {
         return fail(MB_EINVAL, "step %d: cout_words %d, expected %d (pool/concat keep the words)", i,
                     s.cout_words, s.cin_words);
     if ((s.op == MB_OP_CONV3X3 || s.op == MB_OP_CONVT2X2) &&
-        (!s.pos || !s.neg || !s.threshold || s.cout_words != (s.cout + 31) / 32 || s.cin > 32 * s.cin_words))
-        return fail(MB_EINVAL, "step %d: conv needs pos/neg/threshold and cout_words %d (got %d)", i,
+        (!s.pos || !s.neg || !s.bound || s.cout_words != (s.cout + 31) / 32 || s.cin > 32 * s.cin_words))
+        return fail(MB_EINVAL, "step %d: conv needs pos/neg/bound and cout_words %d (got %d)", i,
                     (s.cout + 31) / 32, s.cout_words);
     if (s.op == MB_OP_OUTPUT && (!s.weight || !s.threshold || s.cin > 32 * s.cin_words || s.cout_words != s.cout))
         return fail(MB_EINVAL, "step %d: output needs weight/bias and cout_words == classes (%d, got %d)", i,
@@ -206,8 +204,7 @@ void launch_conv(const DevStep &d, const DevStep &src, int n, cudaStream_t st) {
     p.cout_words = d.s.cout_words;
     p.wpos = d.wpos;
     p.wneg = d.wneg;
-    p.thr = d.thr;
-    p.cst = d.cst;
+    p.bound = d.thr;
     p.out = (uint32_t *)d.out;
     const dim3 grid(div_up((long long)n * p.h * p.w, bconv::BM), d.ncols / bconv::BN);
     bconv::kernel<FORM><<<grid, bconv::THREADS, 0, st>>>(p);
@@ -287,7 +284,7 @@ int create_steps(mb_net *net, const mb_step *steps, int nsteps) {
                 return rc;
         }
         d.s.pos = d.s.neg = nullptr;  // host pointers are not kept past mb_create
-        d.s.weight = d.s.threshold = nullptr;
+        d.s.weight = d.s.threshold = d.s.bound = nullptr;
     }
     if (nsteps < 2 || net->steps.back().s.op != MB_OP_OUTPUT)
         return fail(MB_EINVAL, "the last of %d steps must be the output step", nsteps);
@@ -325,7 +322,6 @@ int mb_destroy(mb_net *net) {
         cudaFree(d.wpos);
         cudaFree(d.wneg);
         cudaFree(d.thr);
-        cudaFree(d.cst);
         cudaFree(d.weight);
     }
     if (net->stream) cudaStreamDestroy(net->stream);
@@ -333,17 +329,15 @@ int mb_destroy(mb_net *net) {
     return MB_OK;
 }
 
-int mb_create(const mb_step *steps, int nsteps, int form, mb_net **out, int *form_used) {
+int mb_create(const mb_step *steps, int nsteps, int form, mb_net **out) {
     if (!steps || !out || nsteps <= 0) return fail(MB_EINVAL, "mb_create: no steps given");
     *out = nullptr;
     int cc = 0, rc = cuda_cc(&cc, nullptr);
     if (rc) return rc;
     if (cc < 75) return fail(MB_EUNSUPPORTED, "binary Tensor Cores need sm_75 or newer, this GPU is sm_%d", cc);
-    if (form == MB_FORM_AUTO) form = cc >= 80 ? MB_FORM_AND : MB_FORM_XOR;
     if (form == MB_FORM_AND && cc < 80)
         return fail(MB_EUNSUPPORTED, "the AND form (.and.popc) needs sm_80 or newer, this GPU is sm_%d", cc);
-    if (form != MB_FORM_AND && form != MB_FORM_XOR)
-        return fail(MB_EINVAL, "unknown form %d (0 auto, 1 and, 2 xor)", form);
+    if (form != MB_FORM_AND && form != MB_FORM_XOR) return fail(MB_EINVAL, "unknown form %d (1 and, 2 xor)", form);
     mb_net *net = new mb_net;
     net->form = form == MB_FORM_AND ? FORM_AND : FORM_XOR;
     cudaError_t e = cudaStreamCreateWithFlags(&net->stream, cudaStreamNonBlocking);
@@ -353,7 +347,6 @@ int mb_create(const mb_step *steps, int nsteps, int form, mb_net **out, int *for
         return rc;
     }
     *out = net;
-    if (form_used) *form_used = form;
     return MB_OK;
 }
 

@@ -15,7 +15,7 @@ from mbunet.errors import EngineUnavailable, KernelBuildError, MbunetError
 from .build import ensure_built
 
 OPS = {"input": 0, "conv3x3": 1, "pool": 2, "convT2x2": 3, "concat": 4, "output": 5}
-FORMS = {"auto": 0, "and": 1, "xor": 2}
+FORMS = {"and": 1, "xor": 2}  # enum mb_form
 FLAVOURS = ("b1-and", "b1-xor", "s8", "f16")  # enum mb_flavour order
 _OK, _EINVAL, _ENODEV, _ECUDA, _EUNSUPPORTED = range(5)
 _ERRORS: dict[int, type[MbunetError]] = {_EINVAL: MbunetError, _ENODEV: EngineUnavailable, _ECUDA: MbunetError,
@@ -32,7 +32,7 @@ class StepStruct(ctypes.Structure):
     _fields_ = [("op", ctypes.c_int32), ("src0", ctypes.c_int32), ("src1", ctypes.c_int32),
                 ("height", ctypes.c_int32), ("width", ctypes.c_int32), ("cin", ctypes.c_int32),
                 ("cout", ctypes.c_int32), ("cin_words", ctypes.c_int32), ("cout_words", ctypes.c_int32),
-                ("pos", _u32p), ("neg", _u32p), ("weight", _i32p), ("threshold", _i32p)]
+                ("pos", _u32p), ("neg", _u32p), ("weight", _i32p), ("threshold", _i32p), ("bound", _i32p)]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class BmmaLibrary:
         d.mb_step_size.argtypes, d.mb_step_size.restype = [], ctypes.c_size_t
         d.mb_device.argtypes = [_intp, _intp, _intp, ctypes.c_char_p, ctypes.c_int]
         d.mb_create.argtypes = [ctypes.POINTER(StepStruct), ctypes.c_int, ctypes.c_int,
-                                ctypes.POINTER(ctypes.c_void_p), _intp]
+                                ctypes.POINTER(ctypes.c_void_p)]
         d.mb_run.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8), ctypes.c_int,
                              ctypes.POINTER(ctypes.c_uint8)]
         d.mb_fetch.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
@@ -89,13 +89,12 @@ class BmmaLibrary:
         self._check(self._dll.mb_device(major, minor, sms, name, len(name)), "device")
         return DeviceInfo(major.value, minor.value, sms.value, name.value.decode(errors="replace"))
 
-    def create(self, steps: list[StepStruct], form: str) -> tuple[ctypes.c_void_p, str]:
-        """Upload a network; returns its handle and the form used ("and" or "xor")."""
+    def create(self, steps: list[StepStruct], form: str) -> ctypes.c_void_p:
+        """Upload a network whose conv bounds are those of `form` ("and" or "xor"); returns its handle."""
         arr = (StepStruct * len(steps))(*steps)
-        handle, used = ctypes.c_void_p(), ctypes.c_int()
-        self._check(self._dll.mb_create(arr, len(steps), FORMS[form], ctypes.byref(handle), ctypes.byref(used)),
-                    "load")
-        return handle, {v: k for k, v in FORMS.items()}[used.value]
+        handle = ctypes.c_void_p()
+        self._check(self._dll.mb_create(arr, len(steps), FORMS[form], ctypes.byref(handle)), "load")
+        return handle
 
     def run(self, handle: ctypes.c_void_p, frames: np.ndarray, masks: np.ndarray) -> None:
         self._check(self._dll.mb_run(handle, _ptr(frames, ctypes.POINTER(ctypes.c_uint8)), frames.shape[0],
@@ -123,10 +122,12 @@ def load_library(path: Path | None = None) -> BmmaLibrary:
 
 def step_struct(op: str, src0: int, src1: int, height: int, width: int, cin: int, cout: int, cin_words: int,
                 cout_words: int, pos: np.ndarray | None = None, neg: np.ndarray | None = None,
-                weight: np.ndarray | None = None, threshold: np.ndarray | None = None) -> StepStruct:
+                weight: np.ndarray | None = None, threshold: np.ndarray | None = None,
+                bound: np.ndarray | None = None) -> StepStruct:
     """One mb_step; arrays must be C-contiguous uint32/int32 and stay alive until create() returns."""
-    for a, dt in ((pos, np.uint32), (neg, np.uint32), (weight, np.int32), (threshold, np.int32)):
+    for a, dt in ((pos, np.uint32), (neg, np.uint32), (weight, np.int32), (threshold, np.int32), (bound, np.int32)):
         if a is not None and (a.dtype != dt or not a.flags.c_contiguous):
             raise MbunetError(f"bmma step {op}: expected C-contiguous {np.dtype(dt)} arrays, got {a.dtype}")
     return StepStruct(OPS[op], src0, src1, height, width, cin, cout, cin_words, cout_words,
-                      _ptr(pos, _u32p), _ptr(neg, _u32p), _ptr(weight, _i32p), _ptr(threshold, _i32p))
+                      _ptr(pos, _u32p), _ptr(neg, _u32p), _ptr(weight, _i32p), _ptr(threshold, _i32p),
+                      _ptr(bound, _i32p))

@@ -1,23 +1,18 @@
 """Binary / masked convolutions on packed words, fused with the threshold compare and the output bit packing.
 
-Arrays in (prepared once by the engine), arrays out. Shapes:
+Arrays in (laid out once by the engine from mbunet.prepared), arrays out. Shapes:
   x      uint32 or uint64 [N, H, W, K]   packed ±1 activations (K words; uint64 = two uint32 words, little-endian)
   sign   same word dtype   [T, K, Cout]  weight bit-planes, tap-major, output channel innermost (vectorised loop)
   nz     same word dtype   [T, K, Cout]  masked layers: where the weight is not 0 (binary layers: pass `sign`)
-  bound  int64             [G, Cout]     per output group (1 for conv3x3, 4 for the 2x2 transposed conv)
+  bound  int32             [G, Cout]     per output group (1 for conv3x3, 4 for the 2x2 transposed conv)
   out    uint32            [N, H', W', ceil(Cout/32)], bits >= Cout are 0.
 
-Maths (a in {0,1} is one activation bit, activation 2a - 1; weight b = pos - neg in {-1, 0, +1}):
-  binary (n = ~p on the valid bits, so b = 2p - 1 there; sign = pos):
-          dot = 4*S - 2*A - C,  S = sum popc(a & sign),  A = sum popc(a),  C = sum popc(pos) - popc(neg)
-    (A counts only valid bits because bits above the channel count of a packed tensor are always 0.)
-    C runs over every tap of the window, including taps outside the image: there a = 0 (all -1), which adds 0
-    to S and A, so the tap's contribution is exactly its share of -C.
-  masked (sign = pos & ~neg, nz = pos ^ neg): where b != 0, (2a-1)*b = +1 if a equals the sign bit, else -1, so
-          dot = M - 2*S,  S = sum popc((a ^ sign) & nz),  M = sum popc(nz)
-    One popcount per (word, output channel), as in the binary form. Taps outside the image read the padding
-    word a = 0 like any other, which adds popc(sign & nz) = popc(sign), exactly what -1 activations give.
-  Hence dot >= t  <=>  4*S - 2*A >= t + C (binary)  or  -2*S >= t - M (masked): the engine stores that bound.
+The partial sums and their bounds are derived in mbunet.prepared (module docstring), with S the popcount sum below
+and A = sum popc(a) over the window (bits above a packed tensor's channel count are always 0, so A counts valid bits):
+  binary (the "and" form on one plane):  4*S - 2*A >= ConvLayer.and_bound,     S = sum popc(a & sign)
+  masked:                                -2*S      >= ConvLayer.masked_bound,  S = sum popc((a ^ sign) & nz)
+One popcount per (word, output channel) in both. Taps outside the image read the padding word a = 0 like any other
+word, which is what the bounds assume.
 """
 from __future__ import annotations
 

@@ -3,9 +3,9 @@
 Arrays in, arrays out:
   input_conv(frames uint8 [N, H, W, 3], weight int32 [9, 3, C] (tap, colour, out), threshold int32 [C])
       -> uint32 [N, H, W, ceil(C/32)]: bit = sum W*X >= threshold, black (0) padding, so border taps are skipped.
-  output_conv(x uint32 [N, H, W, K], weight2 int32 [classes, Cin] (= 2*W), base int32 [classes] (= b - sum W))
-      -> (logits int32 [N, H, W, classes], mask uint8 [N, H, W]).
-  With a = ±1 = 2*bit - 1:  logit = sum_c W*a_c + b = sum_{bit c set} 2*W_c + (b - sum_c W_c).
+  output_conv(x uint32 [N, H, W, K], weight2 int32 [classes, Cin], base int32 [classes])
+      -> (logits int32 [N, H, W, classes], mask uint8 [N, H, W]): logit = base + sum_{bit c set} weight2_c, the
+      set-bits form of mbunet.prepared.OutputLayer (weight2 = set_weight = 2*W, base = b - sum_c W_c).
 """
 from __future__ import annotations
 

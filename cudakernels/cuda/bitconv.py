@@ -12,15 +12,11 @@ Thread mapping (the same for all three, docs/design.md, section 4):
   read the same address: no bank conflict).
 - Input words come from global memory through L1: neighbouring threads read neighbouring pixels, and the
   3x3 window's nine re-reads of a word by nearby threads hit the cache.
-- One POPC per channel and word, in both layer forms. The host (pipeline.engines.cuda.kernel_planes) turns the
-  file's planes into a sign plane (pos & ~neg) and a nonzero plane (pos ^ neg). Where the weight b = pos - neg is
-  not 0, activation x weight is +1 when the activation bit equals the sign bit and -1 otherwise, so
-  dot = M - 2 sum popc((a ^ sign) & nonzero), with M = sum popc(nonzero) over the taps one output sees. The
-  kernels accumulate -2 sum popc(...) and compare it with threshold - M. Outside the image a = 0 (all -1),
-  which this form counts like any other word. Channel padding bits are 0 in every plane and in `a`.
-  A binary layer (every weight ±1: neg = ~pos on the cin valid bits) has nonzero = every valid bit, so its
-  kernels skip the AND and stage only the sign plane. The engine picks the form per layer from the bits
-  (pipeline.bits.is_binary), as the cpu engine does. popc is taken on uint32 words (the simulator's popc is
+- One POPC per channel and word, in both layer forms: the kernels accumulate -2 sum popc((a ^ sign) & nonzero)
+  and compare it with the bound of mbunet.prepared's masked form (ConvLayer.masked_bound = threshold - M, derived
+  there, taps outside the image included: they read a = 0 like any other word). Channel padding bits are 0 in
+  every plane and in `a`. A binary layer (ConvLayer.binary) has nonzero = every valid bit, so its kernels skip the
+  AND and stage only the sign plane. popc is taken on uint32 words (the simulator's popc is
   exact only there).
 - The loop over the 32 channels has a constant trip count so it unrolls and the accumulators stay in registers;
   channels past `cout` (last word of a layer whose width is not a multiple of 32) are skipped by a predicate
@@ -193,7 +189,7 @@ def _conv_t2x2(x, sign, nonzero, bound, out, ssign, snz, binary):
 # One cuda.shared.array call per line: the simulator tells allocations apart by source line.
 @cuda.jit(cache=True)
 def conv3x3_kernel(x, sign, nonzero, bound, out):
-    """Masked 3x3 conv (sign and nonzero planes, bounds from the engine's kernel_planes)."""
+    """Masked 3x3 conv (sign and nonzero planes, bounds from the engine's conv_arguments)."""
     ssign = cuda.shared.array(_STAGED, uint32)
     snz = cuda.shared.array(_STAGED, uint32)
     _conv3x3(x, sign, nonzero, bound, out, ssign, snz, False)
@@ -201,14 +197,14 @@ def conv3x3_kernel(x, sign, nonzero, bound, out):
 
 @cuda.jit(cache=True)
 def conv3x3_binary_kernel(x, sign, bound, out):
-    """Binary 3x3 conv (sign plane only, bounds from kernel_planes)."""
+    """Binary 3x3 conv (sign plane only, bounds from conv_arguments)."""
     ssign = cuda.shared.array(_STAGED, uint32)
     _conv3x3(x, sign, sign, bound, out, ssign, ssign, True)  # snz is never read in the binary form
 
 
 @cuda.jit(cache=True)
 def conv_t2x2_kernel(x, sign, nonzero, bound, out):
-    """Masked 2x2 stride-2 transposed conv (sign and nonzero planes, per-tap bounds from kernel_planes)."""
+    """Masked 2x2 stride-2 transposed conv (sign and nonzero planes, per-tap bounds from conv_arguments)."""
     ssign = cuda.shared.array(_STAGED, uint32)
     snz = cuda.shared.array(_STAGED, uint32)
     _conv_t2x2(x, sign, nonzero, bound, out, ssign, snz, False)
@@ -216,7 +212,7 @@ def conv_t2x2_kernel(x, sign, nonzero, bound, out):
 
 @cuda.jit(cache=True)
 def conv_t2x2_binary_kernel(x, sign, bound, out):
-    """Binary 2x2 stride-2 transposed conv (sign plane only, per-tap bounds from kernel_planes)."""
+    """Binary 2x2 stride-2 transposed conv (sign plane only, per-tap bounds from conv_arguments)."""
     ssign = cuda.shared.array(_STAGED, uint32)
     _conv_t2x2(x, sign, sign, bound, out, ssign, ssign, True)  # snz is never read in the binary form
 
@@ -237,7 +233,7 @@ def input_conv(frames, weight, threshold, stream, alloc=cuda.device_array):
 
 
 def conv3x3(x, sign, nonzero, bound, stream, alloc=cuda.device_array):
-    """Launch on `stream`: packed x [N,H,W,Cw], (sign, nonzero, bound) from kernel_planes -> packed [N,H,W,Cout_w].
+    """Launch on `stream`: packed x [N,H,W,Cw], (sign, nonzero, bound) from conv_arguments -> packed [N,H,W,Cout_w].
     nonzero None: a binary layer."""
     n, h, w, _ = x.shape
     cout = sign.shape[0]
@@ -251,7 +247,7 @@ def conv3x3(x, sign, nonzero, bound, stream, alloc=cuda.device_array):
 
 
 def conv_t2x2(x, sign, nonzero, bound, stream, alloc=cuda.device_array):
-    """Launch on `stream`: packed x [N,h,w,Cw], (sign, nonzero, bound) from kernel_planes(per_tap=True) ->
+    """Launch on `stream`: packed x [N,h,w,Cw], (sign, nonzero, bound) from conv_arguments ->
     packed [N,2h,2w,Cout_w]. nonzero None: a binary layer."""
     n, h, w, _ = x.shape
     cout = sign.shape[0]

@@ -1,9 +1,10 @@
 """`bmma`: the bit network on binary Tensor Cores, a CUDA C++ library (cudakernels/bmma) loaded with ctypes.
 
-load() describes arch.plan() to C++ as an array of mb_step (weights re-tiled and uploaded once); segment()
-is one ctypes call per batch: frames up, one CUDA graph per batch size (every layer, no host round trip), masks
-back. The dot-product form follows the GPU: AND (.and.popc, m16n8k256) on sm_80 and newer, Hopper included,
-XOR (.xor.popc, m8n8k128) on sm_75. $MBUNET_BMMA_FORM=and|xor|auto overrides it (to measure both on one GPU).
+load() describes arch.plan() to C++ as an array of mb_step (weights re-tiled and uploaded once, each conv with the
+bound of the chosen form from pipeline.prepared); segment() is one ctypes call per batch: frames up, one CUDA graph
+per batch size (every layer, no host round trip), masks back. The dot-product form follows the GPU: AND
+(.and.popc, m16n8k256) on sm_80 and newer, Hopper included, XOR (.xor.popc, m8n8k128) on sm_75.
+$MBUNET_BMMA_FORM=and|xor|auto overrides it (to measure both on one GPU).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import numpy as np
 
 from ..arch import plan
 from ..errors import ConfigError
-from ..modelfile import ModelFile, expected_arrays
+from ..modelfile import ModelFile
+from ..prepared import ConvLayer, InputLayer, OutputLayer, prepare
 from .base import Engine, register_engine
 from .bmma_library import library_problem, open_library
 
@@ -52,6 +54,14 @@ def requested_form(form: str | None = None) -> str:
     return form
 
 
+def form_for(requested: str, cc: int) -> str:
+    """The form the kernels use on a GPU of compute capability `cc` (75 for sm_75): "auto" is AND from sm_80 on and
+    XOR on sm_75, which has only XOR; an explicit form is kept (the library refuses AND below sm_80)."""
+    if requested == "auto":
+        return "and" if cc >= 80 else "xor"
+    return requested
+
+
 @register_engine
 class BmmaEngine(Engine):
     name = "bmma"
@@ -71,31 +81,37 @@ class BmmaEngine(Engine):
         self.lib, choice = open_library()
         self.detail = f"library: {choice}"
         self.steps = plan(model.arch)
-        structs, keep_alive = self._describe(model)
-        self._handle, self.form_used = self.lib.create(structs, self.form)
+        device = self.lib.device()
+        self.form_used = form_for(self.form, device.major * 10 + device.minor)
+        structs, keep_alive = self._describe(model, self.form_used)
+        self._handle = self.lib.create(structs, self.form_used)
         del keep_alive  # C++ copied and re-tiled the weights
         self.model = model
 
-    def _describe(self, model: ModelFile) -> tuple[list, list[np.ndarray]]:
-        """One mb_step per plan step; returns the structs and the arrays their pointers reference."""
+    def _describe(self, model: ModelFile, form: str) -> tuple[list, list[np.ndarray]]:
+        """One mb_step per plan step, each conv with the bounds of `form`; returns the structs and the arrays their
+        pointers reference."""
         from mbunet.cudakernels.bmma.lib import step_struct
 
-        expected = expected_arrays(model.arch)
+        layers = prepare(model)
         index = {s.name: i for i, s in enumerate(self.steps)}
         structs, alive = [], []
         for s in self.steps:
-            arrays = {}
-            for key in ("pos", "neg", "weight", "threshold", "bias"):
-                name = f"{s.name}.{key}"
-                if name in expected:
-                    arrays[key] = np.ascontiguousarray(model.arrays[name], dtype=expected[name][0])
-                    alive.append(arrays[key])
+            layer = layers.get(s.name)
+            arrays: dict[str, np.ndarray] = {}
+            if isinstance(layer, InputLayer):
+                arrays = {"weight": layer.weight, "threshold": layer.threshold}
+            elif isinstance(layer, ConvLayer):
+                arrays = {"pos": layer.pos, "neg": layer.neg,
+                          "bound": layer.and_bound if form == "and" else layer.xor_bound}
+            elif isinstance(layer, OutputLayer):
+                arrays = {"weight": layer.weight, "threshold": layer.bias}  # mb_step carries the bias there
+            arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+            alive.extend(arrays.values())
             src = [index.get(n, -1) for n in s.inputs] + [-1]
             words = s.cin_words if s.op in ("pool", "concat") else s.cout_words
             structs.append(step_struct(s.op, src[0], src[1] if s.op == "concat" else -1, s.height, s.width,
-                                       s.cin, s.cout, s.cin_words, s.cout if s.op == "output" else words,
-                                       arrays.get("pos"), arrays.get("neg"), arrays.get("weight"),
-                                       arrays.get("threshold", arrays.get("bias"))))
+                                       s.cin, s.cout, s.cin_words, s.cout if s.op == "output" else words, **arrays))
         return structs, alive
 
     def segment_bits(self, frames: np.ndarray, keep_bits: bool = True,

@@ -4,9 +4,9 @@ Data movement per batch: the uint8 RGB frames are uploaded once, every step of a
 queued on one stream (no host synchronisation between layers; every tensor lives in a BufferArena reused batch
 after batch, so steady-state batches allocate and free nothing), and only the uint8 masks come back.
 Normalisation is folded into the input conv's integer weights, so the frames need no pre-processing kernel of
-their own; the mask is formed on the device by the output head. Weights are uploaded once in load(), the conv
-planes reshaped to [Cout, taps, Cin_words] and turned into sign/nonzero planes (one popcount per word and
-channel, see cudakernels/cuda/bitconv.py), and every kernel is compiled for the GPU there too.
+their own; the mask is formed on the device by the output head. Weights are uploaded once in load(): the sign and
+nonzero planes [Cout, taps, Cin_words] and bounds of pipeline.prepared (one popcount per word and channel, see
+cudakernels/cuda/bitconv.py), and every kernel is compiled for the GPU there too.
 
 With NUMBA_ENABLE_CUDASIM=1 (set before numba.cuda is first imported) the same kernels run in Numba's CUDA
 simulator on the CPU; the engine then reports itself as "cuda (simulator)". It is only useful for tests:
@@ -20,9 +20,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..arch import plan
-from ..bits import is_binary, sign_and_nonzero
-from ..errors import EngineUnavailable, ModelFileError
-from ..modelfile import ModelFile, expected_arrays
+from ..errors import EngineUnavailable
+from ..modelfile import ModelFile
+from ..prepared import ConvLayer, InputLayer, OutputLayer, prepare
 from .base import Engine, register_engine
 from .program import execute
 
@@ -105,51 +105,29 @@ def one_line(e: BaseException) -> str:
 
 
 def host_weights(model: ModelFile) -> dict[str, np.ndarray | None]:
-    """The model's arrays in the kernels' layouts, after checking them against the architecture once. Each conv's
-    pos/neg/threshold become the kernels' sign plane, nonzero plane (None for a binary layer, judged from the
-    bits) and bound, under the same names (kernel_planes)."""
-    arrays = model.arrays
-    for name, (dtype, shape) in expected_arrays(model.arch).items():
-        a = arrays.get(name)
-        found = "missing" if a is None else f"{a.dtype}{list(a.shape)}"
-        if a is None or str(a.dtype) != dtype or tuple(a.shape) != shape:
-            raise ModelFileError(f"engine cuda: array {name} is {found}, the architecture expects {dtype}{list(shape)}")
-    out: dict[str, np.ndarray | None] = {name: np.ascontiguousarray(kernel_layout(name, a))
-                                         for name, a in arrays.items()}
-    for s in plan(model.arch):
-        if s.op in ("conv3x3", "convT2x2"):
-            names = [f"{s.name}.{suffix}" for suffix in ("pos", "neg", "threshold")]
-            binary = is_binary(arrays[names[0]], arrays[names[1]], s.cin, s.cin_parts)
-            out.update(zip(names, kernel_planes(out[names[0]], out[names[1]], out[names[2]],
-                                                per_tap=s.op == "convT2x2", binary=binary)))
-    return out
+    """The model's layers (pipeline.prepared) in the kernels' layouts, under the model file's names: each conv's
+    pos/neg/threshold become the kernels' sign plane, nonzero plane (None for a binary layer) and bound
+    (conv_arguments); the input conv's weight is [C, 27]."""
+    out: dict[str, np.ndarray | None] = {}
+    for name, layer in prepare(model).items():
+        if isinstance(layer, InputLayer):
+            out[f"{name}.weight"] = layer.weight.reshape(layer.weight.shape[0], -1)  # [C, 27] in (kh, kw, c) order
+            out[f"{name}.threshold"] = layer.threshold
+        elif isinstance(layer, ConvLayer):
+            out.update(zip((f"{name}.pos", f"{name}.neg", f"{name}.threshold"), conv_arguments(layer)))
+        elif isinstance(layer, OutputLayer):
+            out[f"{name}.weight"], out[f"{name}.bias"] = layer.weight, layer.bias
+    return {k: v if v is None else np.ascontiguousarray(v) for k, v in out.items()}
 
 
-def kernel_planes(pos: np.ndarray, neg: np.ndarray, threshold: np.ndarray, per_tap: bool,
-                  binary: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Host planes [Cout, taps, Cw] and thresholds [Cout] -> the conv kernels' (sign, nonzero, bound).
-
-    bound = threshold - M, M = sum popc(nonzero) over the taps one output sees: all of them (conv3x3, bound
-    [Cout]) or its own tap (per_tap, the transposed conv: bound [taps, Cout]). Clipped to int32, which keeps every
-    comparison's outcome (a sum stays within [-2M, 0]). A binary layer's nonzero plane is every valid bit, which
-    its kernels do not need: None.
-    """
-    sign, nonzero = sign_and_nonzero(pos, neg)
-    counts = np.bitwise_count(nonzero).sum(-1, dtype=np.int64)  # [Cout, taps]
-    m = counts.T if per_tap else counts.sum(1)
-    info = np.iinfo(np.int32)
-    bound = np.clip(threshold.astype(np.int64) - m, info.min, info.max).astype(np.int32)
-    return (np.ascontiguousarray(sign), None if binary else np.ascontiguousarray(nonzero),
-            np.ascontiguousarray(bound))
-
-
-def kernel_layout(name: str, a: np.ndarray) -> np.ndarray:
-    """A model-file array reshaped (never copied bit by bit) to the layout the kernels index."""
-    if name.endswith((".pos", ".neg")):
-        return a.reshape(a.shape[0], -1, a.shape[-1])  # [Cout, taps, Cin_words]
-    if name.endswith(".weight") and a.ndim == 4:
-        return a.reshape(a.shape[0], -1)  # input conv [C, 27] in (kh, kw, c) order
-    return a
+def conv_arguments(layer: ConvLayer, binary: bool | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The conv kernels' (sign [Cout, taps, Cw], nonzero or None, bound) of one layer: both forms compare
+    -2 sum popc((a ^ sign) & nonzero) with ConvLayer.masked_bound, [Cout] for the 3x3 conv, [4, Cout] for the
+    transposed conv. A binary layer's nonzero plane is every valid bit, which its kernels do not read: None, unless
+    `binary` asks for a form (tests run a binary layer in both)."""
+    binary = layer.binary if binary is None else binary
+    bound = layer.masked_bound[0] if layer.step.op == "conv3x3" else layer.masked_bound
+    return layer.sign, None if binary else layer.nonzero, bound
 
 
 class BufferArena:
@@ -184,7 +162,7 @@ class CudaKernels:
     """Kernel set of device launches on one stream (interface: pipeline/engines/program.py).
 
     The `cout` arguments of the interface are implied by the planes' first axis here. A conv's pos/neg/threshold
-    are host_weights' sign plane, nonzero plane and bound; a `neg` of None is a binary layer, whose kernels skip
+    are conv_arguments' sign plane, nonzero plane and bound; a `neg` of None is a binary layer, whose kernels skip
     the nonzero plane.
     """
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "report libraries, video backends, CUDA devices, nvcc, engines and power sources"
+HELP = ("report libraries, video backends (which sources GStreamer reads, and why), CUDA devices, nvcc, engines and "
+        "power sources")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -11,11 +12,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mbunet.doctor import engine_checks, environment_checks, power_check
+    from mbunet.doctor import engine_checks, environment_checks, power_check, video_io_checks
     from mbunet.engines.base import choose_engine
     from mbunet.errors import EngineUnavailable
 
-    sections = [("environment", environment_checks()), ("engines", engine_checks()),
+    sections = [("environment", environment_checks()), ("video I/O", video_io_checks()), ("engines", engine_checks()),
                 ("power", [power_check(args.sysfs_root)])]
     for title, checks in sections:
         print(f"{title}:")

@@ -7,9 +7,10 @@ HELP = "segment a camera, file, image folder or stream and write overlay video, 
 
 EPILOG = """\
 sources: 0 (camera index), /dev/video0, v4l2://, csi://0, clip.mp4, file://, a folder or glob of images,
-  rtsp://, udp://, rtp://, http(s)://, a GStreamer pipeline (when OpenCV has GStreamer), synthetic://
+  rtsp://, udp://, rtp://, http(s)://, a GStreamer pipeline ending in appsink (PyGObject), synthetic://
 outputs: display://0, out.mkv|.avi|.mp4|.mov (?codec=MJPG&fps=25), frames/%06d.jpg, images://DIR?ext=png,
-  masks://DIR?format=png|npy, log.jsonl, null://   (several at once)
+  masks://DIR?format=png|npy, log.jsonl, null://, rtp://HOST:PORT (+ run/rtp-PORT.sdp), rtsp://@:PORT/NAME
+  (several at once)
 with no arguments: the bundled sample clip -> runs/<timestamp>/overlay.mkv + telemetry.jsonl + summary.json
 """
 
@@ -38,6 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds to wait for a frame")
     g.add_argument("--rtsp-transport", choices=("tcp", "udp"), dest="source.rtsp_transport",
                    help="RTSP lower transport (default tcp)")
+    g.add_argument("--rtsp-latency", type=int, metavar="MS", dest="source.rtsp_latency_ms",
+                   help="RTSP jitter buffer when GStreamer reads the stream (default 200)")
+    g.add_argument("--input-backend", choices=("auto", "opencv", "gst"), dest="source.backend",
+                   help="who reads the source: auto (default; `mbunet doctor` says which), OpenCV or GStreamer")
     g.add_argument("--no-reconnect", action="store_const", const=False, dest="source.reconnect",
                    help="end the run when a live source is lost")
     g.add_argument("--give-up", type=float, metavar="S", dest="source.give_up_s",
@@ -52,6 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--alpha", type=float, metavar="A", dest="overlay.alpha", help="overlay opacity 0..1")
     g = p.add_argument_group("run")
     g.add_argument("--headless", action="store_const", const=True, help="never open a window (drone, servers)")
+    g.add_argument("--output-codec", choices=("h264", "h265"), dest="output_codec",
+                   help="codec of rtp:// and rtsp:// outputs (default h264)")
+    g.add_argument("--bitrate", type=int, metavar="BPS", help="bits/s of rtp:// and rtsp:// outputs (default 4000000)")
     g.add_argument("--run-dir", dest="run_dir", metavar="DIR", help="folder for runs/<timestamp>/ (default runs)")
     g.add_argument("--no-jsonl", action="store_const", const=False, dest="telemetry.jsonl",
                    help="do not write telemetry.jsonl")
@@ -65,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
     from mbunet.session import run
 
     config = load_config(args.config) if args.config else RunConfig()
-    top_level = ("model", "engine", "fit", "batch", "queue_size", "headless", "run_dir")
+    top_level = ("model", "engine", "fit", "batch", "queue_size", "headless", "run_dir", "output_codec", "bitrate")
     flags = {k: v for k, v in vars(args).items() if "." in k or k in top_level}
     flags["source.uri"] = args.source
     flags["outputs"] = tuple(args.outputs) or None

@@ -31,15 +31,20 @@ class SourceConfig:
     open_timeout_s: float = 10.0
     read_timeout_s: float = 5.0
     rtsp_transport: str = "tcp"  # tcp or udp (some servers offer only one)
+    rtsp_latency_ms: int = 200   # RTSP jitter buffer when GStreamer reads the stream (its own default is 2000)
+    backend: str = "auto"        # auto, opencv or gst: who reads the source (pipeline.gst.choose says when which)
     reconnect: bool = True
     backoff_s: float = 0.5
     backoff_max_s: float = 8.0
     give_up_s: float = 0.0  # live source lost for longer than this ends the run; 0 = retry for ever
 
     def __post_init__(self) -> None:
-        for key in ("width", "height", "rate", "max_frames", "backoff_s", "backoff_max_s", "give_up_s"):
+        for key in ("width", "height", "rate", "max_frames", "backoff_s", "backoff_max_s", "give_up_s",
+                    "rtsp_latency_ms"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"source.{key} must be >= 0, got {getattr(self, key)}")
+        if self.backend not in ("auto", "opencv", "gst"):
+            raise ConfigError(f"source.backend must be auto, opencv or gst, got {self.backend!r}")
         if self.open_timeout_s <= 0 or self.read_timeout_s <= 0:
             raise ConfigError(f"source timeouts must be > 0 s, got open {self.open_timeout_s}, "
                               f"read {self.read_timeout_s}")
@@ -72,6 +77,8 @@ class RunConfig:
     queue_size: int = 4         # frames buffered between stages (files); live sources keep only the newest
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     outputs: tuple[str, ...] = ()  # () = runs/<ts>/overlay.mkv (+ a window when a display is available)
+    output_codec: str = "h264"  # network outputs (rtp://, rtsp://): h264 or h265
+    bitrate: int = 4_000_000    # network outputs, bits/s
     headless: bool = False
     run_dir: str = "runs"       # summary.json (and default outputs) go to <run_dir>/<timestamp>/
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
@@ -81,6 +88,9 @@ class RunConfig:
             raise ConfigError(f"batch and queue_size must be >= 1, got {self.batch} and {self.queue_size}")
         if self.fit not in ("letterbox", "resize"):
             raise ConfigError(f"fit must be letterbox or resize, got {self.fit!r}")
+        if self.output_codec not in ("h264", "h265") or self.bitrate <= 0:
+            raise ConfigError(f"output_codec must be h264 or h265 and bitrate > 0, got {self.output_codec!r} and "
+                              f"{self.bitrate}")
 
 
 # Shipped YAML files by kind: run presets (`mbunet run --config NAME`) and training recipes (`mbunet train

@@ -122,3 +122,38 @@ def power_check(sysfs_root: str | None = None) -> Check:
         return Check("power", meter.available, meter.source)
     finally:
         meter.close()
+
+
+def video_io_checks() -> list[Check]:
+    """GStreamer through PyGObject (what it decodes and encodes with), and which path each kind of source takes
+    here and why: the same choice `mbunet run` makes (pipeline.gst.choose)."""
+    from .errors import SourceError
+    from .gst import runtime
+    from .gst.choose import choose
+    from .uri import parse_uri
+
+    problem = runtime.problem()
+    if problem is None:
+        rows = [Check("gstreamer", True, f"{runtime.version()}; {_gst_elements(runtime)}")]
+    else:
+        rows = [Check("gstreamer", False, problem)]
+    examples = {"csi://": "csi://0", "gst pipeline": "videotestsrc ! appsink", "v4l2://": "/dev/video0",
+                "v4l2 format": "v4l2:///dev/video0?format=mjpeg", "files": "clip.mp4", "rtsp://": "rtsp://cam/s"}
+    for label, example in examples.items():
+        try:
+            choice = choose(parse_uri(example))
+        except SourceError as e:
+            rows.append(Check(label, False, str(e).split(": ", 1)[1]))
+            continue
+        absent = runtime.missing(["nvarguscamerasrc"]) if label == "csi://" and choice.gst else None
+        rows.append(Check(label, absent is None, choice.reason + (f"; {absent}" if absent else "")))
+    return rows
+
+
+def _gst_elements(runtime) -> str:
+    def first(*elements: str) -> str:
+        return next((e for e in elements if runtime.have(e)), f"none ({runtime.missing(elements[-1:])})")
+
+    server = runtime.problem("GstRtspServer")
+    return (f"decode {first('nvv4l2decoder', 'avdec_h264')}, encode {first('nvv4l2h264enc', 'x264enc')}, "
+            f"rtsp:// output {'yes' if server is None else 'no: ' + server}")

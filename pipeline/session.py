@@ -16,6 +16,7 @@ from typing import Callable
 from .api import Segmenter, load_run_model
 from .config import RunConfig
 from .errors import MbunetError, SinkError, SourceError
+from .gst.pipelines import Encoding
 from .overlay import create_annotator
 from .runner import Runner, RunOptions
 from .signals import StopOnSignals
@@ -55,7 +56,8 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None, progress: b
     with StopOnSignals(threading.Event()) as signals:
         source = open_source(src_cfg.uri, SourceOptions(src_cfg.width, src_cfg.height, src_cfg.rate, src_cfg.loop,
                                                         src_cfg.open_timeout_s, src_cfg.read_timeout_s,
-                                                        src_cfg.rtsp_transport),
+                                                        src_cfg.rtsp_transport, src_cfg.rtsp_latency_ms,
+                                                        src_cfg.backend),
                              src_cfg.reconnect, src_cfg.backoff_s, src_cfg.backoff_max_s, src_cfg.give_up_s, log)
         try:
             return _run_source(config, source, headless, log, progress, signals)
@@ -132,7 +134,7 @@ def _open_outputs(config: RunConfig, run_dir: Path, headless: bool, fps: float) 
     sinks: dict = {}
     try:
         for out in wanted:
-            sink = open_sink(out, fps)
+            sink = open_sink(out, fps, Encoding(config.output_codec, config.bitrate), run_dir)
             if not (headless and sink.needs_display):
                 sinks[out] = sink
     except BaseException:

@@ -235,11 +235,18 @@ def display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def open_sink(uri: str | Uri, fps: float = 30.0) -> FrameSink:
-    """The sink for an output URI (see pipeline.uri); `fps` is the frame rate written into video files."""
+def open_sink(uri: str | Uri, fps: float = 30.0, encoding=None, run_dir: str | Path = ".") -> FrameSink:
+    """The sink for an output URI (see pipeline.uri); `fps` is the frame rate written into video files and streams.
+    Network outputs (rtp://, rtsp://) encode with `encoding` (a pipeline.gst.pipelines.Encoding; default H.264 at
+    4 Mbit/s) and put their .sdp file into `run_dir`."""
     if not isinstance(uri, Uri):
         uri = parse_uri(uri, "output")
     s, loc = uri.scheme, uri.location
+    if s in ("rtp", "rtsp"):
+        from .gst.output import open_network_output
+        from .gst.pipelines import Encoding
+
+        return open_network_output(uri, fps, encoding or Encoding(), run_dir)
     if s == "file":
         try:
             rate = float(uri.option("fps", "0") or 0)

@@ -51,6 +51,8 @@ class SourceOptions:
     open_timeout_s: float = 10.0
     read_timeout_s: float = 5.0
     rtsp_transport: str = "tcp"
+    rtsp_latency_ms: int = 200  # RTSP jitter buffer through GStreamer (OpenCV's FFmpeg has none to set)
+    backend: str = "auto"       # auto, opencv or gst: see pipeline.gst.choose
 
 
 class FrameSource(ABC):
@@ -134,7 +136,11 @@ class VideoCaptureSource(FrameSource):
             if not gstreamer_available():
                 raise SourceError(f"{self.uri}: needs OpenCV built with GStreamer; this OpenCV has none "
                                   f"(cv2.getBuildInformation() says GStreamer: NO)")
-            return (_csi_pipeline(loc, self.options) if scheme == "csi" else loc), cv2.CAP_GSTREAMER, []
+            if scheme == "gst":
+                return loc, cv2.CAP_GSTREAMER, []
+            from .gst.pipelines import csi
+
+            return csi(loc, self.options.width, self.options.height, self.options.rate), cv2.CAP_GSTREAMER, []
         if scheme == "file":
             _check_file(Path(loc))
         if scheme in ("rtsp", "rtsps"):
@@ -382,13 +388,6 @@ def gstreamer_available() -> bool:
     return False
 
 
-def _csi_pipeline(sensor: str, options: SourceOptions) -> str:
-    w, h, rate = options.width or 1280, options.height or 720, int(options.rate or 30)
-    return (f"nvarguscamerasrc sensor-id={sensor or 0} ! video/x-raw(memory:NVMM), width={w}, height={h}, "
-            f"framerate={rate}/1 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR "
-            f"! appsink drop=1 max-buffers=1")
-
-
 def _set_rtsp_transport(transport: str) -> None:
     """OpenCV reads FFmpeg capture options only from this variable, at each open (it defaults RTSP to TCP).
 
@@ -418,6 +417,17 @@ _CLASSES: dict[str, type[FrameSource]] = {
 }
 
 
+def source_class(uri: Uri, options: SourceOptions) -> type[FrameSource]:
+    """The class that reads `uri`: GStreamer (PyGObject) where pipeline.gst.choose picks it, else this module's."""
+    from .gst.choose import choose
+
+    if choose(uri, options.backend).gst:
+        from .gst.source import GstSource
+
+        return GstSource
+    return _CLASSES[uri.scheme]
+
+
 def open_source(uri: str | Uri, options: SourceOptions = SourceOptions(), reconnect: bool = True,
                 backoff_s: float = 0.5, backoff_max_s: float = 8.0,
                 give_up_s: float = 0.0, log: Callable[[str], None] | None = None) -> FrameSource | Reconnecting:
@@ -425,7 +435,7 @@ def open_source(uri: str | Uri, options: SourceOptions = SourceOptions(), reconn
     waited for (reported through `log`) instead of failing."""
     if not isinstance(uri, Uri):
         uri = parse_uri(uri, "input")
-    source = _CLASSES[uri.scheme](uri, options)
+    source = source_class(uri, options)(uri, options)
     if source.live and reconnect and uri.scheme != "synthetic":
         source = Reconnecting(source, backoff_s, backoff_max_s, give_up_s, log)
     source.open()

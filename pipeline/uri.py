@@ -10,6 +10,8 @@ inputs                                           outputs
   DIR, *.jpg (glob)    -> images                    masks://DIR?format=npy -> raw class masks (png or npy)
   rtsp(s):// udp:// rtp:// http(s)://  -> network  log.jsonl, jsonl://x  -> JSON-lines telemetry
   gst://PIPELINE or "a ! b ! appsink"  -> gstreamer null://              -> discard
+                                                 rtp://HOST:PORT       -> H.264/H.265 over RTP/UDP (+ an .sdp file)
+                                                 rtsp://@:PORT/NAME    -> an RTSP server (pipeline.gst.output)
   synthetic://?frames=N&width=W&height=H&fps=F&live=1  -> generated test pattern (tests, demos)
 
 Query options (`?key=value&...`) are kept as strings in `Uri.options`; each source or sink reads its own.
@@ -25,7 +27,7 @@ from urllib.parse import parse_qsl
 from .errors import SinkError, SourceError
 
 INPUT_SCHEMES = ("v4l2", "csi", "file", "images", "rtsp", "rtsps", "udp", "rtp", "http", "https", "gst", "synthetic")
-OUTPUT_SCHEMES = ("display", "file", "images", "masks", "jsonl", "null")
+OUTPUT_SCHEMES = ("display", "file", "images", "masks", "jsonl", "null", "rtp", "rtsp")
 NETWORK_SCHEMES = ("rtsp", "rtsps", "udp", "rtp", "http", "https")
 WRITER_SUFFIXES = (".mkv", ".avi", ".mp4", ".mov")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -65,7 +67,7 @@ def parse_uri(text: str, role: str = "input") -> Uri:
     valid = INPUT_SCHEMES if role == "input" else OUTPUT_SCHEMES
     if scheme not in valid:
         raise error(f"unknown {role} URI scheme {scheme}:// in {text!r}; valid: {', '.join(s + '://' for s in valid)}")
-    if scheme in NETWORK_SCHEMES or scheme == "gst":
+    if (scheme in NETWORK_SCHEMES and role == "input") or scheme == "gst":
         return Uri(scheme, text if scheme != "gst" else rest, {}, text)  # the backend gets the whole URL
     location, options = _split_query(rest)
     if scheme == "file":

@@ -139,10 +139,12 @@ def test_truncated_files(tmp_path, videos):
 def test_gstreamer_is_reported_plainly():
     if gstreamer_available():
         pytest.skip("this OpenCV has GStreamer; the error path is for builds without it")
+    # through OpenCV on request; by default these go through PyGObject (tests/test_gst.py)
+    opencv = SourceOptions(backend="opencv")
     with pytest.raises(SourceError, match="needs OpenCV built with GStreamer; this OpenCV has none"):
-        open_source("videotestsrc ! videoconvert ! appsink")
+        open_source("videotestsrc ! videoconvert ! appsink", opencv)
     with pytest.raises(SourceError, match="GStreamer"):
-        open_source("csi://0")
+        open_source("csi://0", opencv)
 
 
 def test_missing_camera(tmp_path):

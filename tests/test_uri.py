@@ -59,9 +59,15 @@ def test_unknown_input_scheme_lists_valid_ones():
 
 
 def test_unknown_output_scheme_and_unknown_suffix():
-    with pytest.raises(SinkError, match="unknown output URI scheme rtsp://"):
-        parse_uri("rtsp://host/out", "output")
+    with pytest.raises(SinkError, match="unknown output URI scheme http://"):
+        parse_uri("http://host/out", "output")
     with pytest.raises(SinkError, match="cannot tell what output 'out.xyz' is"):
         parse_uri("out.xyz", "output")
     with pytest.raises(SourceError, match="empty input URI"):
         parse_uri("  ")
+
+
+def test_network_outputs_keep_their_options():
+    rtp = parse_uri("rtp://10.0.0.2:5004?codec=h265&bitrate=2000000", "output")
+    assert (rtp.scheme, rtp.location, rtp.options) == ("rtp", "10.0.0.2:5004", {"codec": "h265", "bitrate": "2000000"})
+    assert parse_uri("rtsp://@:8554/live", "output").location == "@:8554/live"

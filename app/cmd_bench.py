@@ -16,7 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engines", metavar="A,B,...", help="engines to run, in order (default: every registered "
                    "engine; those that cannot run here are listed with the reason)")
     p.add_argument("--size", metavar="WxH", help="input size; differing from the model's draws a random model of "
-                   "the same architecture at this size")
+                   "the same architecture (its binary and masked layer kinds) at this size")
+    p.add_argument("--width", type=int, metavar="C", help="channels of the first level; differing from the "
+                   "model's draws a random model as --size does (the paper's network: --size 512x512 --width 64)")
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--iters", type=int, default=20, help="timed iterations, at least (default 20)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="go on past --iters until the timed window "
@@ -25,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "the masks compared with the reference, so at least one always runs)")
     p.add_argument("--input", metavar="URI", help="take the frames from a video/images source instead of "
                    "seeded random pixels")
+    p.add_argument("--agree-with", metavar="ENGINE", default="reference", help="engine whose masks the "
+                   "agreement column compares with (default reference, the numpy definition, about 2 minutes a "
+                   "frame at 512x512 width 64; cpu is bit-exact with it by the conformance tests and far faster)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random frames and random model (default 0)")
     p.add_argument("--idle-seconds", type=float, default=2.0, help="idle power measured first (default 2)")
     p.add_argument("--json", action="store_true", help="print only the JSON list of rows")
@@ -37,11 +42,12 @@ def main(args: argparse.Namespace) -> int:
     from mbunet.engines.base import list_engines
     from mbunet.power import open_power_meter
 
-    settings = bench.BenchSettings(args.batch, args.iters, args.warmup, args.idle_seconds, args.min_seconds)
+    settings = bench.BenchSettings(args.batch, args.iters, args.warmup, args.idle_seconds, args.min_seconds,
+                                   args.agree_with)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()] if args.engines else list_engines()
-    bench.check_engine_names(engines)
+    bench.check_engine_names(engines + [args.agree_with])
     size = bench.parse_size(args.size) if args.size else None
-    model = bench.load_bench_model(args.model, size, args.seed)
+    model = bench.load_bench_model(args.model, size, args.seed, args.width)
     shape = model.arch.input_size
     frames = (bench.video_frames(args.input, shape, args.batch) if args.input
               else bench.random_frames(shape, args.batch, args.seed))

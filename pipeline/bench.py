@@ -4,7 +4,8 @@ Per engine: warm-ups (the first also gives the masks compared with the reference
 iterations, each ended by engine.sync() before the clock is read; median, p5, p95, images/s; the power meter's
 window over the timed iterations gives W and J/image, beside the idle W measured once before any engine ran.
 speedup = images/s / baseline images/s and energy_ratio = baseline J/image / J/image (both > 1 mean better than
-the baseline), the baseline being torch-fp16 where it ran (a GPU), else torch-fp32.
+the baseline), the baseline being the strongest fp16 one that ran (a GPU): the faster of torch-fp16 (eager) and
+torch-fp16-graph (CUDA graphs, no launch overhead) at this batch size, else torch-fp32. Each row names it.
 """
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from .errors import ConfigError, EngineUnavailable, MbunetError, SourceError
 from .modelfile import ModelFile
 from .power import PowerMeter
 
-BASELINES = ("torch-fp16", "torch-fp32")
+#: the fp16 baselines, of which the fastest that ran in a bench is the one the ratios are over
+FP16_BASELINES = ("torch-fp16", "torch-fp16-graph")
+#: the baseline where no fp16 one ran (no GPU)
+FALLBACK_BASELINE = "torch-fp32"
 REFERENCE = "reference"
 #: a power window shorter than this holds few samples (and NVML's counter updates only every few tens of ms),
 #: so the timed iterations go on past --iters until the window is this long (--min-seconds)
@@ -53,6 +57,7 @@ class BenchRow:
     speedup: float | None = None
     energy_ratio: float | None = None
     baseline: str | None = None
+    reference_engine: str | None = None  # whose masks agree_with_reference compares with (--agree-with)
     skipped: str | None = None
     engine_detail: str | None = None  # what the engine loaded where the machine decides (bmma: its library, why)
 
@@ -70,6 +75,8 @@ class BenchSettings:
     warmup: int = 3
     idle_seconds: float = 2.0
     min_seconds: float = MIN_WINDOW_S
+    #: the engine whose masks every row's agreement is measured against
+    agree_with: str = REFERENCE
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.iters < 1 or self.warmup < 0 or self.idle_seconds < 0 or self.min_seconds < 0:
@@ -108,24 +115,29 @@ def resolve_auto(names: list[str], model: ModelFile) -> list[str]:
     return [choose_engine(model).name if n == "auto" else n for n in names]
 
 
-def bench_model(model: ModelFile, size: tuple[int, int] | None, seed: int) -> ModelFile:
-    """`model`, or a random model of its architecture at `size` when that differs from its input size."""
+def bench_model(model: ModelFile, size: tuple[int, int] | None, seed: int, width: int | None = None) -> ModelFile:
+    """`model`, or a random model of its architecture (its masked and binary layer kinds) at `size` and `width`
+    where either differs from the model's: `--size 512x512 --width 64` is the paper's network."""
     from .random_model import random_quantized_model
 
-    if size is None or size == model.arch.input_size:
+    arch = replace(model.arch, input_size=size or model.arch.input_size, width=width or model.arch.width)
+    if arch == model.arch:
         return model
+    asked = " ".join(([f"--size {size_text(size)}"] if size else []) + ([f"--width {width}"] if width else []))
     if not model.arch.quantized:
-        raise ConfigError(f"--size {size_text(size)}: {model.name} is a full-precision model; "
-                          f"only quantized models can be re-drawn at another size")
-    arch = replace(model.arch, input_size=size)
-    return random_quantized_model(arch, seed, name=f"random bits, architecture of {model.name} at {size_text(size)}")
+        raise ConfigError(f"{asked}: {model.name} is a full-precision model; "
+                          f"only quantized models can be re-drawn at another size or width")
+    return random_quantized_model(arch, seed, name=f"random bits, architecture of {model.name} at width "
+                                                   f"{arch.width}, {size_text(arch.input_size)}")
 
 
-def load_bench_model(ref: str | None, size: tuple[int, int] | None, seed: int) -> ModelFile:
-    """--model (a path or shipped name), else the default shipped model; re-drawn at --size if given."""
+def load_bench_model(ref: str | None, size: tuple[int, int] | None, seed: int, width: int | None = None) -> ModelFile:
+    """--model (a path or shipped name), else the default shipped model; re-drawn at --size/--width if given."""
     from .modelfile import DEFAULT_MODEL, load_model
 
-    return bench_model(load_model(ref or DEFAULT_MODEL), size, seed)
+    if width is not None and width < 1:
+        raise ConfigError(f"--width must be >= 1, got {width}")
+    return bench_model(load_model(ref or DEFAULT_MODEL), size, seed, width)
 
 
 def repeat_to(frames: np.ndarray, batch: int) -> np.ndarray:
@@ -196,10 +208,19 @@ def add_energy(row: BenchRow, energy, timed_s: float, images: int, meter: PowerM
     row.joules_per_image = energy.avg_watts * timed_s / images
 
 
-def add_ratios(rows: list[BenchRow]) -> None:
-    """speedup and energy_ratio against the first baseline that was measured."""
+def baseline_row(rows: list[BenchRow]) -> BenchRow | None:
+    """The strongest fp16 baseline measured (most images/s), else torch-fp32 if measured, else None."""
     measured = {r.engine: r for r in rows if r.skipped is None}
-    base = next((measured[b] for b in BASELINES if b in measured), None)
+    fp16 = [measured[b] for b in FP16_BASELINES if b in measured]
+    if fp16:
+        return max(fp16, key=lambda r: r.images_per_s)
+    return measured.get(FALLBACK_BASELINE)
+
+
+def add_ratios(rows: list[BenchRow]) -> None:
+    """speedup and energy_ratio against baseline_row(rows), which every measured row names."""
+    measured = {r.engine: r for r in rows if r.skipped is None}
+    base = baseline_row(rows)
     if base is None:
         return
     for r in measured.values():
@@ -218,18 +239,19 @@ def repeat_period(frames: np.ndarray) -> int:
 
 
 class ReferenceMasks:
-    """The reference engine's masks for the bench input, computed once per distinct frame of a repeating batch
-    (None with the reason where it can't run)."""
+    """The masks of the `engine` the agreement is measured against (default the numpy reference) for the bench
+    input, computed once per distinct frame of a repeating batch (None with the reason where it can't run)."""
 
-    def __init__(self, model: ModelFile, frames: np.ndarray) -> None:
+    def __init__(self, model: ModelFile, frames: np.ndarray, engine: str = REFERENCE) -> None:
+        self.engine_name = engine
         self.masks: np.ndarray | None = None
-        self.why_not = engine_class(REFERENCE).unavailable(model)
+        self.why_not = engine_class(engine).unavailable(model)
         if self.why_not is None:
-            engine = create_engine(REFERENCE, model)
+            runner = create_engine(engine, model)
             try:
-                self.masks = repeat_to(engine.segment(frames[:repeat_period(frames)]), len(frames))
+                self.masks = repeat_to(runner.segment(frames[:repeat_period(frames)]), len(frames))
             finally:
-                engine.close()
+                runner.close()
 
     def agreement(self, masks: np.ndarray) -> float | None:
         return None if self.masks is None else float(np.mean(masks == self.masks))
@@ -238,7 +260,7 @@ class ReferenceMasks:
 def bench_engine(name: str, model: ModelFile, frames: np.ndarray, settings: BenchSettings, meter: PowerMeter,
                  reference: ReferenceMasks, idle_watts: float | None) -> BenchRow:
     row = BenchRow(name, settings.batch, size_text(model.arch.input_size), idle_watts=idle_watts,
-                   power_source=meter.source)
+                   power_source=meter.source, reference_engine=reference.engine_name)
     why = engine_class(name).unavailable(model)
     if why is not None:
         row.skipped = why
@@ -269,21 +291,22 @@ def bench_engine(name: str, model: ModelFile, frames: np.ndarray, settings: Benc
 def run_bench(model: ModelFile, frames: np.ndarray, engines: list[str], settings: BenchSettings,
               meter: PowerMeter, progress=None) -> tuple[list[BenchRow], list[str]]:
     """Bench `engines` in order on `frames`: (rows, notes); `progress(text)` is told what runs."""
-    check_engine_names(engines)
+    check_engine_names(engines + [settings.agree_with])
     engines = resolve_auto(engines, model)
     say = progress or (lambda text: None)
     idle = None
     if meter.available and settings.idle_seconds > 0:
         say(f"idle power for {settings.idle_seconds:g} s ({meter.source})")
         idle = meter.measure_idle(settings.idle_seconds)
-    say("reference masks for agreement")
-    reference = ReferenceMasks(model, frames)
+    say(f"{settings.agree_with} masks for agreement")
+    reference = ReferenceMasks(model, frames, resolve_auto([settings.agree_with], model)[0])
     rows = []
     for name in engines:
         say(f"engine {name}")
         rows.append(bench_engine(name, model, frames, settings, meter, reference, idle))
     add_ratios(rows)
-    notes = [f"agree_with_reference is null: reference cannot run ({reference.why_not})"] if reference.why_not else []
+    notes = ([f"agree_with_reference is null: {reference.engine_name} cannot run ({reference.why_not})"]
+             if reference.why_not else [])
     # every window lasted at least settings.min_seconds; the median underestimates a window's length
     short = [r.engine for r in rows if settings.min_seconds < MIN_WINDOW_S and r.watts is not None
              and r.ms_median * r.iters < MIN_WINDOW_S * 1e3]
@@ -291,7 +314,8 @@ def run_bench(model: ModelFile, frames: np.ndarray, engines: list[str], settings
         notes.append(f"energy windows under {MIN_WINDOW_S:g} s ({', '.join(short)}): W and J/image are coarse; "
                      f"raise --min-seconds")
     if not any(r.baseline for r in rows):
-        notes.append(f"speedup/energy_ratio are null: no baseline ({' or '.join(BASELINES)}) was measured")
+        notes.append(f"speedup/energy_ratio are null: no baseline ({', '.join(FP16_BASELINES)} or "
+                     f"{FALLBACK_BASELINE}) was measured")
     return rows, notes
 
 
@@ -311,8 +335,10 @@ def format_table(rows: list[BenchRow]) -> str:
         r = rows[0]
         idle = "-" if r.idle_watts is None else f"{r.idle_watts:.2f} W"
         base = next((x.baseline for x in rows if x.baseline), None)
+        strongest = " (the fastest fp16 baseline in this run)" if base in FP16_BASELINES else ""
+        agree = "" if r.reference_engine in (None, REFERENCE) else f"; agreement with {r.reference_engine}"
         lines.append(f"batch {r.batch}, size {r.size}; idle {idle}; power: {r.power_source}"
-                     + (f"; ratios over {base}" if base else ""))
+                     + (f"; ratios over {base}{strongest}" if base else "") + agree)
     return "\n".join(lines)
 
 

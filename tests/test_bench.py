@@ -162,6 +162,67 @@ def test_ratios_over_the_first_measured_baseline():
     assert rows[2].baseline == "torch-fp32" and rows[1].baseline is None
 
 
+def test_ratios_over_the_fastest_fp16_baseline_else_torch_fp32():
+    def rows(graph_ips):
+        return [bench.BenchRow("torch-fp32", 1, "32x32", images_per_s=10.0, joules_per_image=2.0),
+                bench.BenchRow("torch-fp16", 1, "32x32", images_per_s=20.0, joules_per_image=1.0),
+                bench.BenchRow("torch-fp16-graph", 1, "32x32", images_per_s=graph_ips, joules_per_image=0.5),
+                bench.BenchRow("bmma", 1, "32x32", images_per_s=80.0, joules_per_image=0.25)]
+
+    faster_graph = rows(40.0)
+    bench.add_ratios(faster_graph)
+    assert {r.baseline for r in faster_graph} == {"torch-fp16-graph"}
+    assert [r.speedup for r in faster_graph] == [0.25, 0.5, 1.0, 2.0]
+    assert [r.energy_ratio for r in faster_graph] == [0.25, 0.5, 1.0, 2.0]
+    slower_graph = rows(15.0)  # at a large batch eager fp16 can win: the stronger one is the baseline
+    bench.add_ratios(slower_graph)
+    assert {r.baseline for r in slower_graph} == {"torch-fp16"} and slower_graph[3].speedup == 4.0
+    no_fp16 = rows(40.0)
+    no_fp16[1].skipped = no_fp16[2].skipped = "needs CUDA"
+    bench.add_ratios(no_fp16)
+    assert no_fp16[3].baseline == "torch-fp32" and no_fp16[3].speedup == 8.0
+
+
+class FixedSpeed(base.Engine):
+    """A fake engine whose every call takes `seconds` (set per subclass) and marks every pixel foreground."""
+
+    kinds = ("fp", "binary", "mbunet")
+    seconds = 0.0
+
+    def load(self, model):
+        self.model = model
+
+    def segment_bits(self, frames, keep_bits=True, keep_logits=False):
+        time.sleep(self.seconds)
+        return np.ones(frames.shape[:3], np.uint8), {}
+
+
+def test_the_bench_names_the_strongest_fp16_baseline_in_rows_json_and_footer(tiny, tmp_path, monkeypatch):
+    engines = {"torch-fp16": 0.03, "torch-fp16-graph": 0.005, "fast-bits": 0.001}
+    for name, seconds in engines.items():
+        monkeypatch.setitem(base._REGISTRY, name, type(name, (FixedSpeed,), {"name": name, "seconds": seconds}))
+    frames = bench.random_frames(tiny.arch.input_size, SETTINGS.batch, seed=0)
+    rows, notes = bench.run_bench(tiny, frames, list(engines), SETTINGS, PowerMeter(None, "x"))
+    assert [r.baseline for r in rows] == ["torch-fp16-graph"] * 3 and not any("no baseline" in n for n in notes)
+    assert rows[1].speedup == 1.0 and rows[0].speedup < 1 < rows[2].speedup
+    assert "ratios over torch-fp16-graph (the fastest fp16 baseline in this run)" in bench.format_table(rows)
+    bench.write_results(rows, tmp_path, "fake")
+    assert {r["baseline"] for r in json.loads((tmp_path / "bench.json").read_text())} == {"torch-fp16-graph"}
+
+
+def test_agreement_against_another_engine_is_named(tiny, monkeypatch):
+    monkeypatch.setitem(base._REGISTRY, "all-on", type("AllOn", (FixedSpeed,), {"name": "all-on"}))
+    frames = bench.random_frames(tiny.arch.input_size, SETTINGS.batch, seed=0)
+    settings = replace(SETTINGS, agree_with="all-on")
+    rows, _ = bench.run_bench(tiny, frames, ["reference", "all-on"], settings, PowerMeter(None, "x"))
+    reference_masks = base.create_engine("reference", tiny).segment(frames)
+    assert rows[0].agree_with_reference == pytest.approx(float(np.mean(reference_masks == 1)))
+    assert rows[1].agree_with_reference == 1.0 and {r.reference_engine for r in rows} == {"all-on"}
+    assert bench.format_table(rows).endswith("; agreement with all-on")
+    with pytest.raises(MbunetError, match="unknown engine 'oracle'"):
+        bench.run_bench(tiny, frames, ["reference"], replace(SETTINGS, agree_with="oracle"), PowerMeter(None, "x"))
+
+
 def test_unavailable_engine_is_listed_with_reason(tiny, monkeypatch):
     class Nowhere(base.Engine):
         name = "nowhere"
@@ -238,6 +299,18 @@ def test_size_draws_a_random_model_of_the_same_architecture(tiny):
     m = bench.bench_model(tiny, (48, 64), seed=1)
     assert m.arch.input_size == (48, 64) and m.arch.width == tiny.arch.width
     assert bench.bench_model(tiny, (32, 32), seed=1) is tiny
+
+
+def test_width_draws_the_papers_network_of_the_models_layer_kinds():
+    masked = Architecture(width=8, input_size=(32, 32)).with_masked(["down-C1", "up-CT2"])
+    model = random_quantized_model(masked, seed=2, name="small")
+    paper = bench.bench_model(model, (64, 48), seed=1, width=12)  # 512x512 and 64 in the real call
+    assert paper.arch == replace(masked, width=12, input_size=(64, 48))
+    assert paper.name == "random bits, architecture of small at width 12, 48x64"
+    assert bench.bench_model(model, None, seed=1, width=8) is model
+    assert bench.bench_model(model, None, seed=1, width=16).arch.input_size == (32, 32)
+    with pytest.raises(ConfigError, match="--width must be >= 1"):
+        bench.load_bench_model("mbunet-w32", None, seed=0, width=0)
 
 
 def test_cli_writes_json_csv_png(tiny, tmp_path, capsys):

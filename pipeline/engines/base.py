@@ -82,7 +82,7 @@ class Engine(ABC):
 
 _REGISTRY: dict[str, type[Engine]] = {}
 # engine modules imported on first use; each registers itself (keeps torch/numba imports lazy)
-_MODULES = ("reference", "torch_engines", "cpu", "cuda", "bmma")
+_MODULES = ("reference", "torch_engines", "torch_graph", "cpu", "cuda", "bmma")
 
 
 def register_engine(cls: type[Engine]) -> type[Engine]:

@@ -130,14 +130,22 @@ class _TorchEngine(Engine):
         torch = _torch()
         frames = self.check_frames(frames)
         with torch.inference_mode(), self.precision():
-            x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).to(self.dtype) * self.scale
-            logits = self.net(x.contiguous(memory_format=torch.channels_last)).float()
-            if logits.shape[1] == 1:
-                masks = (logits[:, 0] >= 0).to(torch.uint8)
-            else:
-                masks = logits.argmax(dim=1).to(torch.uint8)
+            masks, logits = self._run(frames)
         kept = {"out.logits": logits.permute(0, 2, 3, 1).cpu().numpy()} if keep_logits else {}
         return masks.cpu().numpy(), kept
+
+    def _run(self, frames: np.ndarray):
+        """(masks, logits) on the device for checked uint8 frames [N, H, W, 3] on the host."""
+        return self._infer(_torch().from_numpy(frames).to(self.device))
+
+    def _infer(self, pixels):
+        """uint8 pixels [N, H, W, 3] on the device -> (uint8 masks [N, H, W], float32 logits [N, classes, H, W])."""
+        torch = _torch()
+        x = pixels.permute(0, 3, 1, 2).to(self.dtype) * self.scale
+        logits = self.net(x.contiguous(memory_format=torch.channels_last)).float()
+        if logits.shape[1] == 1:
+            return (logits[:, 0] >= 0).to(torch.uint8), logits
+        return logits.argmax(dim=1).to(torch.uint8), logits
 
     def precision(self):
         """The numeric mode the network runs in (the dtype says the rest)."""
@@ -146,6 +154,12 @@ class _TorchEngine(Engine):
     def sync(self) -> None:
         if self.device.type == "cuda":
             _torch().cuda.synchronize()
+
+    def close(self) -> None:
+        """Give the cached device memory back, so that the next engine of a bench has the whole GPU."""
+        if self.device.type == "cuda":
+            self.net = None
+            _torch().cuda.empty_cache()
 
 
 @register_engine

@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model path or shipped name; random[:WIDTH[:WxH]] = untrained smoke test")
     p.add_argument("--engine", help="engine name or auto (default auto)")
     g = p.add_argument_group("source")
+    g.add_argument("--source", action="append", metavar="[NAME=]URI", dest="sources",
+                   help="a source; repeat for several streams in one run (one engine batches them; each writes "
+                        "<run>/<name>/overlay.mkv). With --source, every positional argument is an output")
     g.add_argument("--input-width", type=int, metavar="PX", dest="source.width",
                    help="capture width (cameras) / resize")
     g.add_argument("--input-height", type=int, metavar="PX", dest="source.height",
@@ -50,7 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("processing")
     g.add_argument("--fit", choices=("letterbox", "resize"), help="fit frames to the model input (default letterbox)")
     g.add_argument("--batch", type=int, metavar="N",
-                   help="frames per engine call for files (default 1: lowest latency)")
+                   help="frames per engine call for files (default 1: lowest latency); several sources: frames of "
+                        "all streams per call (default one per stream)")
+    g.add_argument("--batch-timeout", type=float, metavar="MS", dest="batch_timeout_ms",
+                   help="several sources: wait at most MS for a batch to fill (default 20)")
     g.add_argument("--queue-size", type=int, metavar="N", dest="queue_size", help="frames buffered between stages")
     g.add_argument("--overlay", dest="overlay.style", metavar="STYLE",
                    help="overlay, mask, side-by-side, blur, replace or contours (default overlay)")
@@ -73,10 +79,15 @@ def main(args: argparse.Namespace) -> int:
     from mbunet.session import run
 
     config = load_config(args.config) if args.config else RunConfig()
-    top_level = ("model", "engine", "fit", "batch", "queue_size", "headless", "run_dir", "output_codec", "bitrate")
+    top_level = ("model", "engine", "fit", "batch", "queue_size", "headless", "run_dir", "output_codec", "bitrate",
+                 "batch_timeout_ms")
     flags = {k: v for k, v in vars(args).items() if "." in k or k in top_level}
-    flags["source.uri"] = args.source
-    flags["outputs"] = tuple(args.outputs) or None
+    positional = [args.source, *args.outputs] if args.source is not None else []
+    if args.sources:  # SOURCE is then the first output
+        flags["sources"], outputs = tuple(args.sources), positional
+    else:
+        flags["source.uri"], outputs = args.source, positional[1:]
+    flags["outputs"] = tuple(outputs) or None
     config = override(config, flags)
     summary = run(config, progress=not args.quiet)
     print(_summary_text(summary))
@@ -84,6 +95,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _summary_text(s: dict) -> str:
+    if "streams" in s:  # several sources: each stream's figures and outputs, then the one summary file
+        lines = [f"{name}: " + "\n".join(_stats_lines(st)) + f"\n  outputs: {', '.join(st['outputs'])}"
+                 for name, st in s["streams"].items()]
+        return "\n".join([*lines, f"summary: {s['run_dir']}/summary.json"])
+    return "\n".join([*_stats_lines(s), f"outputs: {', '.join(s['outputs'])}; summary: {s['run_dir']}/summary.json"])
+
+
+def _stats_lines(s: dict) -> list[str]:
     stages = s["stages_ms"]
     lines = [f"{s['frames']} frames in {s['wall_s']:.2f} s = {s['fps']:.2f} FPS "
              f"(drops {s['drops']}, corrupt {s['corrupt']}, reconnects {s['reconnects']})"]
@@ -95,5 +114,4 @@ def _summary_text(s: dict) -> str:
     power = s["power"]
     if power and power.get("joules") is not None:
         lines.append(f"  power {power['avg_watts']} W avg, {power['j_per_frame']} J/frame ({power['source']})")
-    lines.append(f"outputs: {', '.join(s['outputs'])}; summary: {s['run_dir']}/summary.json")
-    return "\n".join(lines)
+    return lines

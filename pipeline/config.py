@@ -73,7 +73,10 @@ class RunConfig:
     model: str = ""             # path or shipped name; "" = the default shipped model
     engine: str = "auto"
     fit: str = "letterbox"      # letterbox or resize
-    batch: int = 1              # frames per engine call (files only; live sources always use 1)
+    batch: int = 1              # frames per engine call (files only; live sources always use 1; several
+                                # sources: frames from all streams per call, 1 = one per stream)
+    batch_timeout_ms: float = 20.0  # several sources: wait at most this for a batch to fill (nvstreammux-like)
+    sources: tuple[str, ...] = ()   # several sources in one run (NAME=URI names one); () = source.uri alone
     queue_size: int = 4         # frames buffered between stages (files); live sources keep only the newest
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     outputs: tuple[str, ...] = ()  # () = runs/<ts>/overlay.mkv (+ a window when a display is available)
@@ -84,6 +87,8 @@ class RunConfig:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     def __post_init__(self) -> None:
+        if self.batch_timeout_ms < 0:
+            raise ConfigError(f"batch_timeout_ms must be >= 0, got {self.batch_timeout_ms}")
         if self.batch < 1 or self.queue_size < 1:
             raise ConfigError(f"batch and queue_size must be >= 1, got {self.batch} and {self.queue_size}")
         if self.fit not in ("letterbox", "resize"):

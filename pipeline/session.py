@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .api import Segmenter, load_run_model
-from .config import RunConfig
+from .config import RunConfig, SourceConfig
 from .errors import MbunetError, SinkError, SourceError
 from .gst.pipelines import Encoding
 from .overlay import create_annotator
@@ -51,18 +51,26 @@ def run(config: RunConfig, log: Callable[[str], None] | None = None, progress: b
         log("warning: no DISPLAY or WAYLAND_DISPLAY: running headless (no window)")
     if headless and any(parse_uri(o, "output").scheme == "display" for o in config.outputs):
         log("warning: headless: the display:// output is skipped")
-    src_cfg = config.source
+    uris = config.sources or (config.source.uri,)
     # watched from here on: a signal while a stream or the model is still being opened stops the run just as well
     with StopOnSignals(threading.Event()) as signals:
-        source = open_source(src_cfg.uri, SourceOptions(src_cfg.width, src_cfg.height, src_cfg.rate, src_cfg.loop,
-                                                        src_cfg.open_timeout_s, src_cfg.read_timeout_s,
-                                                        src_cfg.rtsp_transport, src_cfg.rtsp_latency_ms,
-                                                        src_cfg.backend),
-                             src_cfg.reconnect, src_cfg.backoff_s, src_cfg.backoff_max_s, src_cfg.give_up_s, log)
+        if len(uris) > 1:
+            from .multistream import run_streams
+
+            return run_streams(config, headless, log, progress, signals)
+        source = open_configured_source(config.source, uris[0], log)
         try:
             return _run_source(config, source, headless, log, progress, signals)
         finally:
             source.close()
+
+
+def open_configured_source(src_cfg: SourceConfig, uri: str, log: Callable[[str], None]):
+    """Open `uri` with the settings of the run's `source` section (one source, or each of several)."""
+    return open_source(uri, SourceOptions(src_cfg.width, src_cfg.height, src_cfg.rate, src_cfg.loop,
+                                          src_cfg.open_timeout_s, src_cfg.read_timeout_s, src_cfg.rtsp_transport,
+                                          src_cfg.rtsp_latency_ms, src_cfg.backend),
+                       src_cfg.reconnect, src_cfg.backoff_s, src_cfg.backoff_max_s, src_cfg.give_up_s, log)
 
 
 def _run_source(config: RunConfig, source, headless: bool, log, progress: bool, signals: StopOnSignals) -> dict:

@@ -35,7 +35,7 @@ from .scheduler import Scheduler
 from .worker import BatchWorker
 
 #: engines that need a GPU; "auto" and torch-fp32 use one when the cluster has one, cpu and reference never
-GPU_ENGINES = ("bmma", "cuda", "cuda-graph", "torch-fp16")
+GPU_ENGINES = ("bmma", "cuda", "cuda-graph", "torch-fp16", "torch-fp16-graph")
 CPU_ENGINES = ("cpu", "reference")
 #: the CLI's quieting of OpenCV/FFmpeg (app/cli.py), for worker processes, which do not inherit the driver's env
 WORKER_ENV = {"OPENCV_LOG_LEVEL": "ERROR", "OPENCV_FFMPEG_LOGLEVEL": "-8"}

@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "frame at 512x512 width 64; cpu is bit-exact with it by the conformance tests and far faster)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random frames and random model (default 0)")
     p.add_argument("--idle-seconds", type=float, default=2.0, help="idle power measured first (default 2)")
+    p.add_argument("--background-load", type=int, default=0, metavar="N", help="run N busy processes (one core "
+                   "each) beside the timed engines, stopped after, to measure an engine on shared cores "
+                   "(default 0; the output names the load)")
     p.add_argument("--json", action="store_true", help="print only the JSON list of rows")
     p.add_argument("--out", metavar="DIR", help="results folder (default runs/bench/<timestamp>/)")
     p.add_argument("--sysfs-root", metavar="DIR", help="sysfs tree for power (default $MBUNET_SYSFS_ROOT or /sys)")
@@ -43,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     from mbunet.power import open_power_meter
 
     settings = bench.BenchSettings(args.batch, args.iters, args.warmup, args.idle_seconds, args.min_seconds,
-                                   args.agree_with)
+                                   args.agree_with, args.background_load)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()] if args.engines else list_engines()
     bench.check_engine_names(engines + [args.agree_with])
     size = bench.parse_size(args.size) if args.size else None

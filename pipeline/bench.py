@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .background_load import BackgroundLoad
+from .background_load import describe as describe_load
 from .engines.base import Engine, choose_engine, create_engine, engine_class, list_engines
 from .errors import ConfigError, EngineUnavailable, MbunetError, SourceError
 from .modelfile import ModelFile
@@ -59,7 +61,8 @@ class BenchRow:
     baseline: str | None = None
     reference_engine: str | None = None  # whose masks agree_with_reference compares with (--agree-with)
     skipped: str | None = None
-    engine_detail: str | None = None  # what the engine loaded where the machine decides (bmma: its library, why)
+    engine_detail: str | None = None  # what the engine chose where the machine decides (bmma: its library, why)
+    background_load: int = 0  # busy processes running beside the engine (--background-load)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -77,12 +80,16 @@ class BenchSettings:
     min_seconds: float = MIN_WINDOW_S
     #: the engine whose masks every row's agreement is measured against
     agree_with: str = REFERENCE
+    #: busy processes started beside the engines (pipeline.background_load), none by default
+    background_load: int = 0
 
     def __post_init__(self) -> None:
-        if self.batch < 1 or self.iters < 1 or self.warmup < 0 or self.idle_seconds < 0 or self.min_seconds < 0:
-            raise ConfigError(f"need batch >= 1, iters >= 1, warmup >= 0, idle >= 0, min seconds >= 0; got batch "
-                              f"{self.batch}, iters {self.iters}, warmup {self.warmup}, idle {self.idle_seconds}, "
-                              f"min seconds {self.min_seconds}")
+        if (self.batch < 1 or self.iters < 1 or self.warmup < 0 or self.idle_seconds < 0 or self.min_seconds < 0
+                or self.background_load < 0):
+            raise ConfigError(f"need batch >= 1, iters >= 1, warmup >= 0, idle >= 0, min seconds >= 0, background "
+                              f"load >= 0; got batch {self.batch}, iters {self.iters}, warmup {self.warmup}, idle "
+                              f"{self.idle_seconds}, min seconds {self.min_seconds}, background load "
+                              f"{self.background_load}")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -260,7 +267,8 @@ class ReferenceMasks:
 def bench_engine(name: str, model: ModelFile, frames: np.ndarray, settings: BenchSettings, meter: PowerMeter,
                  reference: ReferenceMasks, idle_watts: float | None) -> BenchRow:
     row = BenchRow(name, settings.batch, size_text(model.arch.input_size), idle_watts=idle_watts,
-                   power_source=meter.source, reference_engine=reference.engine_name)
+                   power_source=meter.source, reference_engine=reference.engine_name,
+                   background_load=settings.background_load)
     why = engine_class(name).unavailable(model)
     if why is not None:
         row.skipped = why
@@ -272,13 +280,13 @@ def bench_engine(name: str, model: ModelFile, frames: np.ndarray, settings: Benc
         row.skipped = str(e)
         return row
     row.load_s = time.perf_counter() - t0
-    row.engine_detail = engine.detail
     try:
         masks, times, energy = time_engine(engine, frames, settings, meter)
     except MbunetError as e:  # e.g. a CUDA graph that cannot be captured: listed with its reason, the rest still run
         row.skipped = str(e)
         return row
     finally:
+        row.engine_detail = engine.detail  # after the timed calls: what they ran with (cpu: its thread counts)
         engine.close()
     for key, value in percentile_row(times, settings.batch).items():
         setattr(row, key, value)
@@ -301,9 +309,12 @@ def run_bench(model: ModelFile, frames: np.ndarray, engines: list[str], settings
     say(f"{settings.agree_with} masks for agreement")
     reference = ReferenceMasks(model, frames, resolve_auto([settings.agree_with], model)[0])
     rows = []
-    for name in engines:
-        say(f"engine {name}")
-        rows.append(bench_engine(name, model, frames, settings, meter, reference, idle))
+    with BackgroundLoad(settings.background_load) as load:
+        if settings.background_load:
+            say(str(load))
+        for name in engines:
+            say(f"engine {name}")
+            rows.append(bench_engine(name, model, frames, settings, meter, reference, idle))
     add_ratios(rows)
     notes = ([f"agree_with_reference is null: {reference.engine_name} cannot run ({reference.why_not})"]
              if reference.why_not else [])
@@ -338,7 +349,8 @@ def format_table(rows: list[BenchRow]) -> str:
         strongest = " (the fastest fp16 baseline in this run)" if base in FP16_BASELINES else ""
         agree = "" if r.reference_engine in (None, REFERENCE) else f"; agreement with {r.reference_engine}"
         lines.append(f"batch {r.batch}, size {r.size}; idle {idle}; power: {r.power_source}"
-                     + (f"; ratios over {base}{strongest}" if base else "") + agree)
+                     + (f"; ratios over {base}{strongest}" if base else "") + f"; {describe_load(r.background_load)}"
+                     + agree)
     return "\n".join(lines)
 
 

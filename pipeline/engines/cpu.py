@@ -9,10 +9,13 @@ load() lays every layer of pipeline.prepared out once the way its kernel wants, 
                       nonzero plane in .neg, and compare -2 S with the masked_bound.
   <conv>.threshold    that bound, int32 [groups, Cout]; groups = 1 (3x3) or 4 taps (2x2 transposed).
   in.0.weight         int32 [9, 3, C];   out.weight, out.bias = OutputLayer.set_weight, .base (the set-bits form).
+Each call's parallel regions run on the thread count that cpu_threads.ThreadTuner measures fastest under the load
+of the moment (other processes on the same cores); the results do not depend on it.
 """
 from __future__ import annotations
 
 import importlib.util
+import time
 
 import numpy as np
 
@@ -20,6 +23,7 @@ from ..arch import plan
 from ..modelfile import ModelFile
 from ..prepared import ConvLayer, InputLayer, Layer, OutputLayer, prepare
 from .base import Engine, register_engine
+from .cpu_threads import ThreadTuner, candidate_counts, usable_cores
 from .program import execute
 
 
@@ -96,17 +100,32 @@ class CpuEngine(Engine):
         return super().unavailable(model)
 
     def load(self, model: ModelFile) -> None:
+        import numba
+
         self.model = model
         self.steps = plan(model.arch)
         self.weights = kernel_weights(prepare(model))
         self.kernels = CpuKernels()
         h, w = model.arch.input_size
-        self.segment(np.zeros((1, h, w, 3), np.uint8))  # compile or load the cache now, not on the first frame
+        self.run(np.zeros((1, h, w, 3), np.uint8))  # compile or load the cache now, not on the first frame
+        self.threads = ThreadTuner(candidate_counts(numba.config.NUMBA_NUM_THREADS, usable_cores()))
+        self.detail = self.threads.summary()
 
     def segment_bits(self, frames: np.ndarray, keep_bits: bool = True,
                      keep_logits: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        import numba
+
         frames = self.check_frames(frames)
-        masks, logits, kept = execute(self.steps, self.weights, frames, self.kernels, keep_bits)
+        count = self.threads.next_count()
+        numba.set_num_threads(count)  # for the parallel regions this thread starts from now on
+        start = time.perf_counter()
+        masks, logits, kept = self.run(frames, keep_bits)
+        self.threads.record(count, (time.perf_counter() - start) / len(frames))
+        self.detail = self.threads.summary()  # which counts ran (a few microseconds), for the bench row and the log
         if keep_logits:
             kept["out.logits"] = logits
         return masks, kept
+
+    def run(self, frames: np.ndarray, keep_bits: bool = False):
+        """(masks, logits, kept tensors) of checked frames with the current thread count."""
+        return execute(self.steps, self.weights, frames, self.kernels, keep_bits)

@@ -9,6 +9,7 @@ run: when the encoder falls behind, frames are dropped and counted (`dropped`).
 from __future__ import annotations
 
 import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -201,8 +202,10 @@ class RtspServerSink(FrameSink):
             src.emit("end-of-stream")
         self._server.client_filter(lambda _server, _client: self.gi.GstRtspServer.RTSPFilterResult.REMOVE)
         self._context.find_source_by_id(self._listening).destroy()  # the port is free again when close returns
-        self._loop.quit()
-        self._thread.join(5)
+        deadline = time.monotonic() + 5
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            self._loop.quit()  # again until it ends: a quit before the thread entered run() is forgotten by run()
+            self._thread.join(0.05)
         self._loop = None
 
 

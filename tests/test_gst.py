@@ -94,7 +94,11 @@ def test_auto_backend_follows_the_hardware(monkeypatch):
     need()
     clip = parse_uri(str(SAMPLE_CLIP))
     assert not choose(clip).gst and choose(clip, "gst").gst and choose(parse_uri("csi://0")).gst
-    monkeypatch.setattr(runtime, "have", lambda element: True)  # a Jetson: nvv4l2decoder is installed
+    from mbunet.gst import choose as choose_module
+
+    assert "not a Jetson" in choose(clip).reason  # a desktop never loads GStreamer for a file
+    monkeypatch.setattr(choose_module, "on_jetson", lambda: True)
+    monkeypatch.setattr(runtime, "have", lambda element: element == "nvv4l2decoder")  # a Jetson's decoder
     assert choose(clip).gst and "nvv4l2decoder" in choose(clip).reason
     assert not choose(clip, "opencv").gst
     with pytest.raises(SourceError, match="--input-backend gst reads"):

@@ -9,6 +9,7 @@ format (v4l2:///dev/video0?format=mjpeg), else OpenCV's V4L2. `gst` and `opencv`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import SourceError
 from ..uri import Uri
@@ -26,6 +27,11 @@ class Choice:
     reason: str
 
 
+def on_jetson() -> bool:
+    """L4T (JetPack) marks its root file system with this file; the Jetson hardware codecs exist only there."""
+    return Path("/etc/nv_tegra_release").exists()
+
+
 def choose(uri: Uri, requested: str = "auto") -> Choice:
     """The backend for `uri`; SourceError when the requested or the only possible one cannot run here."""
     if requested not in BACKENDS:
@@ -37,6 +43,11 @@ def choose(uri: Uri, requested: str = "auto") -> Choice:
         return Choice(False, "OpenCV")
     if requested == "opencv":
         return Choice(False, "OpenCV (--input-backend opencv)")
+    if requested == "auto" and uri.scheme in ("file", "rtsp", "rtsps") and not on_jetson():
+        # GStreamer is not even loaded here: its plugins share the process with numba's LLVM, and on a desktop
+        # (where nvv4l2decoder does not exist) that costs start-up time and, with some plugin sets, a crash later
+        return Choice(False, "OpenCV's FFmpeg, software decode (not a Jetson: no nvv4l2decoder; "
+                             "--input-backend gst decodes with GStreamer)")
     problem = runtime.problem()
     if requested == "gst":
         if problem:

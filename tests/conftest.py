@@ -52,3 +52,15 @@ def shipped_bit_models() -> list[str]:
     from mbunet.modelfile import read_card, resolve_model, shipped_names
 
     return [n for n in shipped_names() if read_card(resolve_model(n)).get("kind") != "fp"]
+
+
+def count_frames(path) -> int:
+    """Frames a video file (or any source) yields from start to end, read through mbunet's own source."""
+    from mbunet.sources import Status, open_source
+
+    src = open_source(str(path))
+    n = 0
+    while src.read().status is Status.OK:
+        n += 1
+    src.close()
+    return n

@@ -13,19 +13,9 @@ from mbunet.config import RunConfig, SourceConfig, TelemetryConfig
 from mbunet.errors import ConfigError
 from mbunet.multistream import stream_names, stream_outputs
 from mbunet.session import run
-from mbunet.sources import Status, open_source
 
-from conftest import SAMPLE_CLIP
+from conftest import SAMPLE_CLIP, count_frames
 from test_streams import free_port, http_server, stop
-
-
-def frames_in(path) -> int:
-    src = open_source(str(path))
-    n = 0
-    while src.read().status is Status.OK:
-        n += 1
-    src.close()
-    return n
 
 
 def test_stream_names_and_outputs():
@@ -48,7 +38,7 @@ def test_two_files_write_two_complete_overlays(tmp_path, tiny_model_path, capsys
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["batch"] == 2 and summary["frames"] == 200 and set(summary["streams"]) == {"bikes-street", "b"}
     for name in ("bikes-street", "b"):
-        assert frames_in(run_dir / name / "overlay.mkv") == 100
+        assert count_frames(run_dir / name / "overlay.mkv") == 100
         records = [json.loads(line) for line in (run_dir / name / "telemetry.jsonl").read_text().splitlines()]
         assert len(records) == 100 and {r["stream"] for r in records} == {name}
 
@@ -83,6 +73,6 @@ def test_a_live_stream_that_drops_does_not_stall_the_files(tmp_path, tiny_model_
     assert streams["live"]["reconnects"] >= 1 and streams["live"]["frames"] + streams["live"]["drops"] == 100
     run_dir = next(tmp_path.glob("*"))
     for name in ("a", "b"):
-        assert streams[name]["frames"] == 100 and frames_in(run_dir / name / "overlay.mkv") == 100
+        assert streams[name]["frames"] == 100 and count_frames(run_dir / name / "overlay.mkv") == 100
         times = [json.loads(line)["t"] for line in (run_dir / name / "telemetry.jsonl").read_text().splitlines()]
         assert any(down[0] + 0.3 < t < down[1] for t in times), f"{name} wrote nothing while the live stream was down"

@@ -10,7 +10,9 @@ import pytest
 
 from mbunet.errors import SinkError, SourceError
 from mbunet.sinks import FanOut, FrameSink, NullSink, open_sink
-from mbunet.sources import Status, open_source
+from mbunet.sources import open_source
+
+from conftest import count_frames
 
 
 def frames(n=6, h=48, w=64):
@@ -21,15 +23,6 @@ def frames(n=6, h=48, w=64):
         mask = np.zeros((h, w), np.uint8)
         mask[10:30, 10:40] = 1 + i % 2
         yield i, image, mask
-
-
-def count_frames(path):
-    src = open_source(str(path))
-    n = 0
-    while src.read().status is Status.OK:
-        n += 1
-    src.close()
-    return n
 
 
 @pytest.mark.parametrize("name, codec", [("a.mkv", None), ("a.avi", None), ("a.mp4", None), ("a.mov", None),

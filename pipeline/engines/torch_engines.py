@@ -27,18 +27,23 @@ def _torch():
 
 
 @contextlib.contextmanager
-def ieee_fp32():
-    """cuDNN convolutions in true FP32 for the duration: PyTorch lets cuDNN use TF32 by default on Ampere and newer,
-    which rounds the pixels and input-conv weights to 10 mantissa bits (an H200 bench saw torch-fp32 agree with the
-    reference on 99.76% of pixels at batch 64 that way, and 100% at batch 1 where cuDNN picked a non-TF32 kernel).
-    The previous setting is restored, so training in the same process keeps its own."""
+def cudnn_setting(name: str, value: bool):
+    """torch.backends.cudnn.<name> = value for the duration, then as it was (so training in the same process keeps
+    its own settings)."""
     cudnn = _torch().backends.cudnn
-    before = cudnn.allow_tf32
-    cudnn.allow_tf32 = False
+    before = getattr(cudnn, name)
+    setattr(cudnn, name, value)
     try:
         yield
     finally:
-        cudnn.allow_tf32 = before
+        setattr(cudnn, name, before)
+
+
+def ieee_fp32():
+    """cuDNN convolutions in true FP32 for the duration: PyTorch lets cuDNN use TF32 by default on Ampere and newer,
+    which rounds the pixels and input-conv weights to 10 mantissa bits (an H200 bench saw torch-fp32 agree with the
+    reference on 99.76% of pixels at batch 64 that way, and 100% at batch 1 where cuDNN picked a non-TF32 kernel)."""
+    return cudnn_setting("allow_tf32", False)
 
 
 def deployed_network(model: ModelFile):

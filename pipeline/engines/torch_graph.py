@@ -21,7 +21,6 @@ Priority just below `torch-fp16` until a GPU run has measured it (as `cuda-graph
 """
 from __future__ import annotations
 
-import contextlib
 from typing import NamedTuple
 
 import numpy as np
@@ -29,7 +28,7 @@ import numpy as np
 from ..errors import EngineUnavailable
 from ..modelfile import ModelFile
 from .base import register_engine
-from .torch_engines import TorchFP16, _torch
+from .torch_engines import TorchFP16, _torch, cudnn_setting
 
 #: untimed passes on the side stream before a capture (PyTorch's notes use a few; cuDNN autotunes in the first)
 CAPTURE_WARMUP = 3
@@ -44,16 +43,9 @@ class CapturedShape(NamedTuple):
     logits: object
 
 
-@contextlib.contextmanager
 def cudnn_autotuned():
     """cudnn.benchmark on for the duration (it measures the algorithms for each new shape), then as it was."""
-    cudnn = _torch().backends.cudnn
-    before = cudnn.benchmark
-    cudnn.benchmark = True
-    try:
-        yield
-    finally:
-        cudnn.benchmark = before
+    return cudnn_setting("benchmark", True)
 
 
 @register_engine

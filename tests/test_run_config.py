@@ -65,7 +65,7 @@ def test_training_recipes_load_by_name_from_their_own_folder(tmp_path):
     from mbunet.train.config import load_config as load_recipe
 
     assert load_recipe("mbunet") == load_recipe(CONFIG_DIR / "train" / "mbunet.yaml")
-    with pytest.raises(ConfigError, match=r"training recipe not found: drone .*binary, finetune-mbunet, finetune-sources, fp, mbunet"):
+    with pytest.raises(ConfigError, match=r"training recipe not found: drone .*binary, finetune-mbunet, finetune-sources, fp, fp-sources, mbunet"):
         load_recipe("drone")  # a run preset is no training recipe
     bad = tmp_path / "bad.yaml"
     bad.write_text("- a list\n")

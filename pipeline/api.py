@@ -66,7 +66,9 @@ class Segmenter:
         #: why this engine: "requested", or what `auto` skipped on the way to it
         self.engine_reason = "requested" if engine != "auto" else choose_engine(self.model).reason
         self.engine = create_engine(engine, self.model)
-        self._geo: Geometry | None = None
+        # one geometry per frame size, computed once: a dict of pure values, so threads that prepare frames of
+        # different sizes (several streams on one Segmenter) need no lock
+        self._geometries: dict[tuple[int, int], Geometry] = {}
 
     @property
     def engine_name(self) -> str:
@@ -78,11 +80,13 @@ class Segmenter:
         return self.model.arch.input_size
 
     def prepare(self, frame: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, Geometry]:
-        """A BGR uint8 frame -> (RGB model input [h, w, 3], where the frame lies in it); the geometry is reused
-        while frames keep their size."""
-        if self._geo is None or self._geo.frame_size != frame.shape[:2]:
-            self._geo = geometry(frame.shape[:2], self.input_size, self.fit)
-        return to_model_input(frame, self._geo, out), self._geo
+        """A BGR uint8 frame -> (RGB model input [h, w, 3], where the frame lies in it); the geometry is computed
+        once per frame size."""
+        size = frame.shape[:2]
+        geo = self._geometries.get(size)
+        if geo is None:
+            geo = self._geometries.setdefault(size, geometry(size, self.input_size, self.fit))
+        return to_model_input(frame, geo, out), geo
 
     def infer(self, inputs: np.ndarray) -> np.ndarray:
         """Model inputs [N, h, w, 3] -> output scores [N, h, w, classes] (waits for the device)."""

@@ -23,7 +23,7 @@ from .api import Segmenter, load_run_model
 from .config import RunConfig
 from .errors import ConfigError, MbunetError, SinkError, SourceError
 from .overlay import create_annotator
-from .runner import Item, Runner, RunOptions
+from .runner import Item, Runner, RunOptions, segment_items
 from .sinks import FanOut
 from .telemetry import Telemetry
 
@@ -40,8 +40,6 @@ class Batcher:
         self._turn = 0  # which stream goes first in the next batch, so a batch smaller than the streams is fair
         self._failed: BaseException | None = None
         self._buffer = np.empty((batch, *segmenter.input_size, 3), np.uint8)
-        # Segmenter.prepare keeps one cached geometry; streams of different sizes prepare from several threads
-        self.prepare_lock = threading.Lock()
 
     def join(self, stream: StreamRunner) -> None:
         with self._cond:
@@ -110,13 +108,8 @@ class Batcher:
         return taken
 
     def _segment(self, taken: list[tuple[StreamRunner, Item]]) -> None:
-        batch = np.stack([item.model_input for _, item in taken], out=self._buffer[:len(taken)])
-        t0 = time.perf_counter()
-        scores = self.segmenter.infer(batch)
-        per_frame = (time.perf_counter() - t0) * 1e3 / len(taken)
-        for (stream, item), frame_scores in zip(taken, scores):
-            item.scores = frame_scores
-            item.ms["segment"] = per_frame
+        segment_items(self.segmenter, [item for _, item in taken], self._buffer)
+        for stream, item in taken:
             stream.segmented(item)
             with self._cond:
                 self._in_flight[stream] -= 1
@@ -131,10 +124,6 @@ class StreamRunner(Runner):
         #: the stream's name, its config (its own outputs) and output URIs, for its summary
         self.name, self.config, self.outputs, self.batcher = name, config, outputs, batcher
         batcher.join(self)
-
-    def _preprocess(self, item: Item) -> None:
-        with self.batcher.prepare_lock:
-            super()._preprocess(item)
 
     def _segment(self) -> None:
         try:

@@ -99,6 +99,22 @@ class Channel:
             self._cond.notify_all()
 
 
+def segment_items(segmenter: Segmenter, items: list[Item], buffer: np.ndarray | None) -> None:
+    """One engine call on the items' model inputs (stacked into `buffer` when there are several): each item gets
+    its scores and an equal share of the call's time. Shared by the single-stream runner and the multi-stream
+    batcher."""
+    if len(items) == 1:
+        batch = items[0].model_input[None]  # a view: no copy at batch 1
+    else:
+        batch = np.stack([item.model_input for item in items], out=buffer[:len(items)])
+    t0 = time.perf_counter()
+    scores = segmenter.infer(batch)
+    per_frame = (time.perf_counter() - t0) * 1e3 / len(items)
+    for item, frame_scores in zip(items, scores):
+        item.scores = frame_scores
+        item.ms["segment"] = per_frame
+
+
 @dataclass(frozen=True)
 class RunOptions:
     batch: int = 1
@@ -213,16 +229,7 @@ class Runner:
                     return
 
     def _segment_batch(self, items: list[Item]) -> None:
-        if len(items) == 1:
-            batch = items[0].model_input[None]  # a view: no copy at batch 1
-        else:
-            batch = np.stack([item.model_input for item in items], out=self._buffer[:len(items)])
-        t0 = time.perf_counter()
-        scores = self.segmenter.infer(batch)
-        per_frame = (time.perf_counter() - t0) * 1e3 / len(items)
-        for item, frame_scores in zip(items, scores):
-            item.scores = frame_scores
-            item.ms["segment"] = per_frame
+        segment_items(self.segmenter, items, self._buffer)
 
     def _annotate(self) -> None:
         while (item := self._segmented.get()) is not None:

@@ -8,7 +8,8 @@ load() lays every layer of pipeline.prepared out once the way its kernel wants, 
                       4 S - 2 A with the layer's and_bound; masked layers hold the sign plane in .pos and the
                       nonzero plane in .neg, and compare -2 S with the masked_bound.
   <conv>.threshold    that bound, int32 [groups, Cout]; groups = 1 (3x3) or 4 taps (2x2 transposed).
-  in.0.weight         int32 [9, 3, C];   out.weight, out.bias = OutputLayer.set_weight, .base (the set-bits form).
+  in.0.weight         int32 [9, 3, C32], in.0.threshold [C32]: C padded to whole output words (input_arguments);
+                      out.weight, out.bias = OutputLayer.set_weight, .base (the set-bits form).
 Each call's parallel regions run on the thread count that cpu_threads.ThreadTuner measures fastest under the load
 of the moment (other processes on the same cores); the results do not depend on it.
 """
@@ -32,6 +33,15 @@ def tap_major(plane: np.ndarray, word: type) -> np.ndarray:
     return np.ascontiguousarray(np.ascontiguousarray(plane).view(word).transpose(1, 2, 0))
 
 
+def input_arguments(layer: InputLayer) -> tuple[np.ndarray, np.ndarray]:
+    """The input conv's (weight [9, 3, C32], threshold [C32]): C padded to whole output words with zero weights and
+    a threshold above every sum (bit 0), so the kernel runs whole channel pairs."""
+    pad = -layer.threshold.shape[0] % 32
+    weight = layer.weight.reshape(layer.weight.shape[0], 9, 3).transpose(1, 2, 0)
+    return (np.ascontiguousarray(np.pad(weight, ((0, 0), (0, 0), (0, pad)))),
+            np.pad(layer.threshold, (0, pad), constant_values=np.iinfo(np.int32).max))
+
+
 def conv_arguments(layer: ConvLayer, masked: bool | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """The kernels' (sign plane, nonzero plane or None, bound) of one conv: the binary form for a binary layer and
     the masked form otherwise, unless `masked` asks for one (tests run a binary layer in both)."""
@@ -47,9 +57,7 @@ def kernel_weights(layers: dict[str, Layer]) -> dict[str, object]:
     out: dict[str, object] = {}
     for name, layer in layers.items():
         if isinstance(layer, InputLayer):
-            w = layer.weight
-            out[f"{name}.weight"] = np.ascontiguousarray(w.reshape(w.shape[0], 9, 3).transpose(1, 2, 0))
-            out[f"{name}.threshold"] = np.ascontiguousarray(layer.threshold)
+            out[f"{name}.weight"], out[f"{name}.threshold"] = input_arguments(layer)
         elif isinstance(layer, ConvLayer):
             out.update(zip((f"{name}.pos", f"{name}.neg", f"{name}.threshold"), conv_arguments(layer)))
         elif isinstance(layer, OutputLayer):

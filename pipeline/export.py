@@ -13,6 +13,7 @@ import numpy as np
 
 from .arch import Architecture, plan
 from .bits import ALWAYS_OFF, ALWAYS_ON, weight_planes
+from .modelfile import OUTPUT_BIAS_MAX, OUTPUT_WEIGHT_MAX, save_model
 
 def fold_threshold(t: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Float thresholds t (for z) -> (int32 thresholds for the possibly negated dot, flip mask).
@@ -74,8 +75,8 @@ def _export_output(conv) -> dict:
     """One scale for all classes (argmax compares them); |sum| stays < 2**24 so float32 is exact too."""
     w = conv.weight.detach().double().numpy()[:, :, 0, 0]
     b = conv.bias.detach().double().numpy()
-    scale = 32767.0 / max(np.abs(w).max(), 1e-30)
-    bias = np.clip(np.round(b * scale), -(1 << 23), 1 << 23)
+    scale = OUTPUT_WEIGHT_MAX / max(np.abs(w).max(), 1e-30)
+    bias = np.clip(np.round(b * scale), -OUTPUT_BIAS_MAX, OUTPUT_BIAS_MAX)
     return {"weight": np.round(w * scale).astype(np.int32), "bias": bias.astype(np.int32)}
 
 
@@ -103,7 +104,6 @@ def quantized_arrays(model, arch: Architecture) -> tuple[dict[str, np.ndarray], 
 
 def export_model(model, arch: Architecture, card: dict, path) -> Path:
     """Write a trained UNet to a model file: integer/bit arrays for quantized nets, float16 state for FP."""
-    from .modelfile import save_model
     from .nn import zero_fractions
 
     model.eval()

@@ -30,6 +30,14 @@ from .arch import Architecture, plan
 from .errors import ModelFileError, short_reason
 from .resources import weights_dir
 
+# Value ranges of the integer layers, part of the file contract (docs/design.md): with them every engine's int32
+# sums are exact (27 taps * 255 * 32767 < 2**28 for the input conv; the output conv's logits stay below 2**24).
+# A file outside them would overflow some engine's accumulator and the engines would disagree, so loading refuses it.
+INPUT_WEIGHT_MAX = 32767
+OUTPUT_WEIGHT_MAX = 32767
+OUTPUT_BIAS_MAX = 1 << 23
+VALUE_LIMITS = {"in.0.weight": INPUT_WEIGHT_MAX, "out.weight": OUTPUT_WEIGHT_MAX, "out.bias": OUTPUT_BIAS_MAX}
+
 FORMAT = "mbunet"
 FORMAT_VERSION = 1
 HEADER_KEY = "mbunet"
@@ -258,3 +266,8 @@ def _check_arrays(arrays: dict, expected: dict, where: object = "model") -> None
         if str(a.dtype) != dtype or tuple(a.shape) != shape:
             raise ModelFileError(f"{where}: array {name} is {a.dtype}{list(a.shape)}, "
                                  f"the architecture expects {dtype}{list(shape)}")
+    for name, limit in VALUE_LIMITS.items():
+        largest = int(np.abs(arrays[name].astype(np.int64)).max(initial=0))
+        if largest > limit:
+            raise ModelFileError(f"{where}: array {name} holds {largest}, above the file format's limit {limit} "
+                                 "(docs/design.md: integer layers)")

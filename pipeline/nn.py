@@ -18,6 +18,7 @@ from torch import nn
 
 from .arch import ACTIVATION_GRADS, LEVELS, MASK_DELTA, Architecture
 from .errors import ModelFileError
+from .modelfile import INPUT_WEIGHT_MAX  # 15-bit input-conv weights: exact int32 sums in every engine
 
 
 class _SignSTE(torch.autograd.Function):
@@ -96,9 +97,6 @@ class QuantConv(nn.Module):
 def binary_activation(y: torch.Tensor, mix: float, surrogate: str = "ste") -> torch.Tensor:
     s = sign_ste(y, surrogate)
     return s if mix >= 1 else (1 - mix) * F.hardtanh(y) + mix * s
-
-
-INPUT_WEIGHT_MAX = 32767  # 15-bit input-conv weights: |z| < 27 * 255 * 32767 < 2**28, exact in int32
 
 
 class _RoundSTE(torch.autograd.Function):

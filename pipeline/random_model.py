@@ -5,7 +5,8 @@ import numpy as np
 
 from .arch import Architecture, plan
 from .bits import ALWAYS_OFF, ALWAYS_ON, weight_planes
-from .modelfile import ModelFile, arrays_sha256, default_labels, expected_arrays
+from .modelfile import (INPUT_WEIGHT_MAX, OUTPUT_WEIGHT_MAX, ModelFile, arrays_sha256, default_labels,
+                        expected_arrays)
 
 
 def random_quantized_model(arch: Architecture, seed: int = 0, zero_fraction: float = 0.6,
@@ -19,7 +20,7 @@ def random_quantized_model(arch: Architecture, seed: int = 0, zero_fraction: flo
     arrays: dict[str, np.ndarray] = {}
     for s in plan(arch):
         if s.op == "input":
-            w = rng.integers(-32767, 32768, size=(s.cout, 3, 3, 3)).astype(np.int32)
+            w = rng.integers(-INPUT_WEIGHT_MAX, INPUT_WEIGHT_MAX + 1, size=(s.cout, 3, 3, 3)).astype(np.int32)
             centre = w.reshape(s.cout, -1).sum(1) * 110
             spread = np.abs(w).reshape(s.cout, -1).sum(1) * 40
             arrays[f"{s.name}.weight"] = w
@@ -37,7 +38,7 @@ def random_quantized_model(arch: Architecture, seed: int = 0, zero_fraction: flo
             thr[rng.random(s.cout) < 0.05] = ALWAYS_OFF
             arrays[f"{s.name}.threshold"] = thr
         elif s.op == "output":
-            arrays[f"{s.name}.weight"] = rng.integers(-32767, 32768, size=(s.cout, s.cin)).astype(np.int32)
+            arrays[f"{s.name}.weight"] = rng.integers(-OUTPUT_WEIGHT_MAX, OUTPUT_WEIGHT_MAX + 1, size=(s.cout, s.cin)).astype(np.int32)
             arrays[f"{s.name}.bias"] = rng.integers(-20000, 20000, size=(s.cout,)).astype(np.int32)
     assert set(arrays) == set(expected_arrays(arch))
     card = {"name": name, "format": "mbunet", "kind": arch.model_kind, "architecture": arch.to_json(),

@@ -10,7 +10,7 @@ from safetensors.numpy import load_file, save_file
 from mbunet.arch import Architecture
 from mbunet.errors import ModelFileError
 from mbunet.random_model import random_quantized_model
-from mbunet.modelfile import load_model, read_card, save_model
+from mbunet.modelfile import arrays_sha256, load_model, read_card, save_model
 
 
 @pytest.fixture
@@ -66,6 +66,22 @@ def test_mismatched_architecture_names_the_array(model_path, tmp_path):
     bad = tmp_path / "wide.safetensors"
     save_file(load_file(str(path)), str(bad), metadata={"mbunet": json.dumps(card)})
     with pytest.raises(ModelFileError, match=r"array in\.0\.weight") as e:
+        load_model(bad)
+    _one_line(e)
+
+
+@pytest.mark.parametrize("name,value", [("in.0.weight", 32768), ("out.weight", -32768), ("out.bias", (1 << 23) + 1)])
+def test_integer_layer_outside_the_format_range(model_path, tmp_path, name, value):
+    """Values past the limits would overflow an engine's int32 sums; the file is refused, whatever its hash says."""
+    path, _ = model_path
+    arrays = load_file(str(path))
+    arrays[name] = arrays[name].copy()
+    arrays[name].flat[0] = value
+    card = read_card(path)
+    card["arrays_sha256"] = arrays_sha256(arrays)
+    bad = tmp_path / "range.safetensors"
+    save_file(arrays, str(bad), metadata={"mbunet": json.dumps(card)})
+    with pytest.raises(ModelFileError, match=rf"{name} holds {abs(value)}, above the file format's limit") as e:
         load_model(bad)
     _one_line(e)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mbunet.errors import DataError
-from mbunet.train.composite import CompositeGenerator, CompositeRecipe, draw_batch, load_stamps
+from mbunet.train.composite import CompositeGenerator, CompositeRecipe, _recolour, draw_batch, load_stamps
 from mbunet.train.config import TrainConfig
 from mbunet.train.data import composite_data
 from train_fixtures import TRAIN_BG, VAL_BG, make_composite_tree
@@ -34,15 +34,26 @@ def test_sample_shapes_and_dtypes(tree):
     assert all(m.any() for m in masks)  # at least one object, whose centre is always inside the frame
 
 
-@pytest.mark.parametrize("occlusion_p", [0.0, 1.0])
-def test_mask_is_union_of_pasted_alphas(tree, occlusion_p):
-    # black background, red discs: red > 127 <=> blended alpha > 127; occluders are black background texture
-    gen = _generator(tree, dataclasses.replace(PLAIN, occlusion_p=occlusion_p, max_objects=3))
+@pytest.mark.parametrize("options", [{"occlusion_p": 0.0}, {"occlusion_p": 1.0},
+                                     {"degrade_p": 1.0, "mosaic_p": 1.0, "recolour_p": 1.0}])
+def test_mask_is_union_of_pasted_alphas(tree, options):
+    # black background, red discs: red > 127 <=> blended alpha > 127; occluders are black background texture, and
+    # the background-only options (video look, mosaic, recolouring) leave the objects and the mask alone
+    gen = _generator(tree, dataclasses.replace(PLAIN, max_objects=3, **options))
     images, masks = draw_batch(gen, seed=3, start=0, n=12)
     painted = images[..., 0] > 127
     disagree = np.count_nonzero(painted != masks.astype(bool))
     assert disagree <= 0.003 * masks.size  # only rounding at soft alpha edges may differ
     assert masks.sum() > 0.02 * masks.size
+
+
+def test_recolouring_turns_the_hue_and_keeps_the_brightness():
+    rng = np.random.default_rng(0)
+    rgb = rng.uniform(0, 255, (16, 16, 3)).astype(np.float32)
+    out = _recolour(rgb, np.random.default_rng(1))
+    assert out.shape == rgb.shape and out.min() >= 0 and out.max() <= 255.001
+    np.testing.assert_allclose(out.max(axis=-1), rgb.max(axis=-1), atol=0.05)  # HSV value = the largest channel
+    assert np.abs(out - rgb).mean() > 10
 
 
 def test_occluders_remove_foreground(tree):

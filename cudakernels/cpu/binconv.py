@@ -13,15 +13,20 @@ and A = sum popc(a) over the window (bits above a packed tensor's channel count 
   masked:                                -2*S      >= ConvLayer.masked_bound,  S = sum popc((a ^ sign) & nz)
 One popcount per (word, output channel) in both. Taps outside the image read the padding word a = 0 like any other
 word, which is what the bounds assume.
+
+Two 3x3 kernels compute the same bits: conv3x3 (numba loops over an accumulator tile, for layers with many words
+per pixel) and conv3x3_narrow (Cout a multiple of 32; its inner steps are explicit LLVM vector code, for layers with
+small weight planes); the engine picks one per layer.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
-from numba.extending import overload
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from .popcount import popcount
-
 
 # Accumulators of one tile of output pixels [pixels, Cout] stay in L1; consecutive updates go to different
 # pixels, so the vectorised popcount-add loop is bound by throughput, not by a chain through one accumulator.
@@ -90,6 +95,166 @@ def _threshold_pack(acc, ones, bound, masked, out_words):
         for j in range(min(32, cout - 32 * w)):
             word |= np.int64(scale * np.int64(acc[32 * w + j]) - offset >= bound[32 * w + j]) << j
         out_words[w] = word
+
+
+@njit(cache=True)
+def _padded(x):
+    """x with a border of padding words 0 (all -1), so the window reads need no bounds checks, and one more padding
+    column on the right for the unused second pixel of a pair at an odd width."""
+    n, h, w, nk = x.shape
+    xp = np.zeros((n, h + 2, w + 3, nk), x.dtype)
+    xp[:, 1:h + 1, 1:w + 1] = x
+    return xp
+
+
+@njit(inline="always", cache=True)
+def _window(xp, b, y, col, k):
+    """Word k of the 9 pixels under output pixel (y, col) of padded xp, tap order 3*kh + kw."""
+    return (xp[b, y, col, k], xp[b, y, col + 1, k], xp[b, y, col + 2, k],
+            xp[b, y + 1, col, k], xp[b, y + 1, col + 1, k], xp[b, y + 1, col + 2, k],
+            xp[b, y + 2, col, k], xp[b, y + 2, col + 1, k], xp[b, y + 2, col + 2, k])
+
+
+@njit(cache=True)
+def _window_pair(xp, b, y, col, k):
+    """The windows of pixels col and col + 1. A function of its own, not inline: numba's parallel array analysis
+    fails (IndexError) on a tuple of tuples built inside the prange body."""
+    return _window(xp, b, y, col, k), _window(xp, b, y, col + 1, k)
+
+
+@njit(inline="always", cache=True)
+def _window_ones(win):
+    """This word's share of A: the set bits of the 9 window words."""
+    ones = 0
+    for a in win:
+        ones += popcount(a)
+    return ones
+
+
+# The narrow kernel's two steps are written as LLVM vector code: numba's loop over 32 output channels that
+# stores into an accumulator array gets a runtime overlap check against every weight row per pixel (about as
+# costly as the popcounts at one word per pixel), and its 32-step threshold pack stays scalar.
+LANES = 32
+
+
+def _vector_load(builder, pointer, lanes):
+    """`lanes` consecutive elements from `pointer` as one LLVM vector."""
+    element = pointer.type.pointee
+    return builder.load(builder.bitcast(pointer, ir.VectorType(element, lanes).as_pointer()),
+                        align=element.width // 8)
+
+
+def _splat(builder, value, lanes):
+    """A vector of `lanes` copies of a scalar."""
+    vector = builder.insert_element(ir.Constant(ir.VectorType(value.type, lanes), None), value,
+                                    ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(ir.IntType(32), lanes), None))
+
+
+def _vector_popcount(builder, vector):
+    """Lane-wise popcount (llvm.ctpop on the vector: vpopcntd / vpopcntq on AVX-512 VPOPCNTDQ)."""
+    popcount_type = ir.FunctionType(vector.type, [vector.type])
+    name = f"llvm.ctpop.v{vector.type.count}i{vector.type.element.width}"
+    return builder.call(cgutils.get_or_insert_function(builder.module, popcount_type, name), [vector])
+
+
+@intrinsic
+def _add_window_shares(typingctx, acc, wins, sign, nz, k, o0):
+    """acc[p, j] += sum over the 9 taps t of popc((wins[p][t] ^ sign[t, k, o0 + j]) & nz[t, k, o0 + j]), j < 32, or
+    of popc(wins[p][t] & sign[t, k, o0 + j]) when nz is None (the binary form), for the P pixels p of wins; acc int32
+    [P, 32], sign [9, K, Cout] C order with o0 + 32 <= Cout. Each weight row is loaded once for the P pixels, and
+    the 9 taps are summed in registers (word-wide lanes) before the one add to acc."""
+    if not (isinstance(acc, types.Array) and acc.dtype == types.int32 and acc.layout == "C" and acc.ndim == 2
+            and isinstance(sign, types.Array) and sign.layout == "C" and sign.ndim == 3
+            and isinstance(wins, types.UniTuple) and isinstance(wins.dtype, types.UniTuple)
+            and len(wins.dtype) == 9 and wins.dtype.dtype == sign.dtype and (nz == types.none or nz == sign)
+            and isinstance(k, types.Integer) and isinstance(o0, types.Integer)):
+        return None
+    masked, pixels = nz != types.none, len(wins)
+
+    def codegen(context, builder, signature, args):
+        acc_ptr = context.make_array(signature.args[0])(context, builder, args[0]).data
+        planes = [context.make_array(signature.args[2])(context, builder, args[2])]
+        if masked:
+            planes.append(context.make_array(signature.args[3])(context, builder, args[3]))
+        _, words, cout = cgutils.unpack_tuple(builder, planes[0].shape)
+        k, o0 = (context.cast(builder, v, t, types.intp) for v, t in zip(args[4:], signature.args[4:]))
+        first = builder.add(builder.mul(k, cout), o0)
+        totals = [None] * pixels
+        for tap in range(9):
+            at = builder.add(first, builder.mul(builder.mul(words, cout), ir.Constant(first.type, tap)))
+            rows = [_vector_load(builder, cgutils.gep(builder, plane.data, at), LANES) for plane in planes]
+            for p in range(pixels):
+                a = _splat(builder, builder.extract_value(builder.extract_value(args[1], p), tap), LANES)
+                bits = builder.and_(builder.xor(a, rows[0]), rows[1]) if masked else builder.and_(a, rows[0])
+                count = _vector_popcount(builder, bits)
+                totals[p] = count if totals[p] is None else builder.add(totals[p], count)
+        for p, total in enumerate(totals):
+            if total.type.element.width != 32:
+                total = builder.trunc(total, ir.VectorType(ir.IntType(32), LANES))
+            row = builder.bitcast(cgutils.gep(builder, acc_ptr, p * LANES), total.type.as_pointer())
+            builder.store(builder.add(builder.load(row, align=4), total), row, align=4)
+        return context.get_dummy_value()
+
+    return types.none(acc, wins, sign, nz, k, o0), codegen
+
+
+@intrinsic
+def _ge_bits32(typingctx, acc, scale, offset, bound, start):
+    """The output word: bit j set where scale * acc[j] - offset >= bound[start + j], j < 32 (int32 arrays), from
+    one vector compare into a mask register (vpcmpd + kmovd on AVX-512)."""
+    if not (all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.int32
+                for a in (acc, bound)) and all(isinstance(v, types.Integer) for v in (scale, offset, start))):
+        return None
+
+    def codegen(context, builder, signature, args):
+        acc_ptr = context.make_array(signature.args[0])(context, builder, args[0]).data
+        bound_ptr = context.make_array(signature.args[3])(context, builder, args[3]).data
+        scale, offset = (_splat(builder, context.cast(builder, v, t, types.int32), LANES)
+                         for v, t in zip(args[1:3], signature.args[1:3]))
+        start = context.cast(builder, args[4], signature.args[4], types.intp)
+        value = builder.sub(builder.mul(_vector_load(builder, acc_ptr, LANES), scale), offset)
+        above = builder.icmp_signed(">=", value, _vector_load(builder, cgutils.gep(builder, bound_ptr, start), LANES))
+        return builder.bitcast(above, ir.IntType(32))
+
+    return types.uint32(acc, scale, offset, bound, start), codegen
+
+
+@njit(parallel=True, cache=True)
+def conv3x3_narrow(x, sign, nz, bound, masked):
+    """conv3x3 for small weight planes, Cout a multiple of 32 (the engine pads it); same result as conv3x3.
+
+    Two output pixels and one output word at a time: the 9 taps' shares of its 32 channels summed in registers,
+    each weight row loaded once for both pixels, the word made by one vector compare. conv3x3 instead keeps an
+    accumulator tile in memory and packs 32 compares per word, which costs more than its popcounts when a pixel
+    has few input words; with many, this kernel's reloads of the windows and weight rows per output word cost more
+    (cpu.narrow_conv picks per layer)."""
+    n, h, w, nk = x.shape
+    if sign.shape[2] % LANES:
+        raise ValueError("conv3x3_narrow needs Cout padded to whole 32-channel words")
+    words = sign.shape[2] // LANES
+    xp = _padded(x)
+    out = np.empty((n, h, w, words), np.uint32)
+    for job in prange(n * h):
+        b, y = job // h, job % h
+        acc = np.empty((2, LANES), np.int32)
+        for col in range(0, w, 2):  # pairs of pixels share each weight load
+            for ow in range(words):
+                acc[:] = 0
+                ones0 = ones1 = 0
+                for k in range(nk):
+                    wins = _window_pair(xp, b, y, col, k)
+                    if masked:
+                        _add_window_shares(acc, wins, sign, nz, k, LANES * ow)
+                    else:
+                        ones0 += _window_ones(wins[0])
+                        ones1 += _window_ones(wins[1])
+                        _add_window_shares(acc, wins, sign, None, k, LANES * ow)
+                scale, offset0, offset1 = (-2, 0, 0) if masked else (4, 2 * ones0, 2 * ones1)
+                out[b, y, col, ow] = _ge_bits32(acc[0], scale, offset0, bound[0], LANES * ow)
+                if col + 1 < w:
+                    out[b, y, col + 1, ow] = _ge_bits32(acc[1], scale, offset1, bound[0], LANES * ow)
+    return out
 
 
 @njit(parallel=True, cache=True)

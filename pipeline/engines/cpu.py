@@ -8,6 +8,8 @@ load() lays every layer of pipeline.prepared out once the way its kernel wants, 
                       4 S - 2 A with the layer's and_bound; masked layers hold the sign plane in .pos and the
                       nonzero plane in .neg, and compare -2 S with the masked_bound.
   <conv>.threshold    that bound, int32 [groups, Cout]; groups = 1 (3x3) or 4 taps (2x2 transposed).
+                      Cout is padded to whole 32-channel output words (zero weights, a bound above every sum: bit
+                      0), which the narrow conv3x3 kernel needs; narrow_conv() picks that kernel per layer.
   in.0.weight         int32 [9, 3, C32], in.0.threshold [C32]: C padded to whole output words (input_arguments);
                       out.weight, out.bias = OutputLayer.set_weight, .base (the set-bits form).
 Each call's parallel regions run on the thread count that cpu_threads.ThreadTuner measures fastest under the load
@@ -42,14 +44,40 @@ def input_arguments(layer: InputLayer) -> tuple[np.ndarray, np.ndarray]:
             np.pad(layer.threshold, (0, pad), constant_values=np.iinfo(np.int32).max))
 
 
+def whole_words(plane: np.ndarray) -> np.ndarray:
+    """[taps, K, Cout] -> [taps, K, Cout32]: zero weights for the channels up to a whole output word."""
+    return np.pad(plane, ((0, 0), (0, 0), (0, -plane.shape[2] % 32)))
+
+
+def padded_bound(bound: np.ndarray) -> np.ndarray:
+    """[groups, Cout] -> [groups, Cout32]: the padding channels' bound is above every partial sum (bit 0)."""
+    return np.pad(bound, ((0, 0), (0, -bound.shape[1] % 32)), constant_values=np.iinfo(np.int32).max)
+
+
 def conv_arguments(layer: ConvLayer, masked: bool | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """The kernels' (sign plane, nonzero plane or None, bound) of one conv: the binary form for a binary layer and
-    the masked form otherwise, unless `masked` asks for one (tests run a binary layer in both)."""
+    """The kernels' (sign plane, nonzero plane or None, bound) of one conv, Cout padded to whole output words: the
+    binary form for a binary layer and the masked form otherwise, unless `masked` asks for one (tests run a binary
+    layer in both)."""
     masked = not layer.binary if masked is None else masked
     word = np.uint64 if layer.pos.shape[-1] % 2 == 0 else np.uint32
+    sign = whole_words(tap_major(layer.sign, word))
     if masked:
-        return tap_major(layer.sign, word), tap_major(layer.nonzero, word), layer.masked_bound
-    return tap_major(layer.sign, word), None, layer.and_bound
+        return sign, whole_words(tap_major(layer.nonzero, word)), padded_bound(layer.masked_bound)
+    return sign, None, padded_bound(layer.and_bound)
+
+
+# conv3x3 weight planes up to this size (4 KiB a tap: input x output channels <= 32768) run the narrow kernel.
+# Measured on mbunet-w32 at 192x144, 1 thread (Zen 4), binconv.conv3x3 -> conv3x3_narrow, median of alternating
+# calls: in.1 1.03 -> 0.47 ms, up4.0 1.53 -> 0.84, up4.1 0.99 -> 0.55, up3.0 1.08 -> 0.68, down1.1 0.77 -> 0.33,
+# down2.1 0.59 -> 0.34, and at this size up2.0 0.80 -> 0.68, down3.0 0.24 -> 0.21; above it (down3.1, down4.x,
+# up1.x: 4-8 uint64 words a pixel, 256-512 outputs) neither kernel is clearly faster, and whole frames with every
+# layer narrow measured no faster than with this limit (9.6 against 9.1-9.5 ms).
+NARROW_PLANE_BYTES = 36 * 1024
+
+
+def narrow_conv(sign: np.ndarray) -> bool:
+    """Whether the conv3x3 with this sign plane runs binconv.conv3x3_narrow (else binconv.conv3x3)."""
+    return sign.nbytes <= NARROW_PLANE_BYTES
 
 
 def kernel_weights(layers: dict[str, Layer]) -> dict[str, object]:
@@ -77,7 +105,8 @@ class CpuKernels:
         return self.fpconv.input_conv(frames, weight, threshold)
 
     def conv3x3(self, x, pos, neg, threshold, cout):
-        return self.binconv.conv3x3(x.view(pos.dtype), pos, pos if neg is None else neg, threshold, neg is not None)
+        kernel = self.binconv.conv3x3_narrow if narrow_conv(pos) else self.binconv.conv3x3
+        return kernel(x.view(pos.dtype), pos, pos if neg is None else neg, threshold, neg is not None)
 
     def pool(self, x):
         return self.packed.pool2x2(x)

@@ -9,7 +9,7 @@ load() lays every layer of pipeline.prepared out once the way its kernel wants, 
                       nonzero plane in .neg, and compare -2 S with the masked_bound.
   <conv>.threshold    that bound, int32 [groups, Cout]; groups = 1 (3x3) or 4 taps (2x2 transposed).
                       Cout is padded to whole 32-channel output words (zero weights, a bound above every sum: bit
-                      0), which the narrow conv3x3 kernel needs; narrow_conv() picks that kernel per layer.
+                      0) for the pair kernels, conv_t2x2 and conv3x3_narrow (narrow_conv picks it per layer).
   in.0.weight         int32 [9, 3, C32], in.0.threshold [C32]: C padded to whole output words (input_arguments);
                       out.weight, out.bias = OutputLayer.set_weight, .base (the set-bits form).
 Each call's parallel regions run on the thread count that cpu_threads.ThreadTuner measures fastest under the load

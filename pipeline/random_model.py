@@ -38,7 +38,8 @@ def random_quantized_model(arch: Architecture, seed: int = 0, zero_fraction: flo
             thr[rng.random(s.cout) < 0.05] = ALWAYS_OFF
             arrays[f"{s.name}.threshold"] = thr
         elif s.op == "output":
-            arrays[f"{s.name}.weight"] = rng.integers(-OUTPUT_WEIGHT_MAX, OUTPUT_WEIGHT_MAX + 1, size=(s.cout, s.cin)).astype(np.int32)
+            arrays[f"{s.name}.weight"] = rng.integers(-OUTPUT_WEIGHT_MAX, OUTPUT_WEIGHT_MAX + 1,
+                                                      size=(s.cout, s.cin)).astype(np.int32)
             arrays[f"{s.name}.bias"] = rng.integers(-20000, 20000, size=(s.cout,)).astype(np.int32)
     assert set(arrays) == set(expected_arrays(arch))
     card = {"name": name, "format": "mbunet", "kind": arch.model_kind, "architecture": arch.to_json(),

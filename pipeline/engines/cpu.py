@@ -35,23 +35,21 @@ def tap_major(plane: np.ndarray, word: type) -> np.ndarray:
     return np.ascontiguousarray(np.ascontiguousarray(plane).view(word).transpose(1, 2, 0))
 
 
+# The bound of a padding channel: above every sum a kernel compares, so its output bit is always 0.
+PADDING_BOUND = np.iinfo(np.int32).max
+
+
+def whole_words(array: np.ndarray, fill: int = 0) -> np.ndarray:
+    """The last (output-channel) axis padded with `fill` up to whole 32-channel output words: zero weights, or
+    PADDING_BOUND for thresholds, so the kernels run whole words (and channel pairs) without a tail."""
+    pad = [(0, 0)] * (array.ndim - 1) + [(0, -array.shape[-1] % 32)]
+    return np.ascontiguousarray(np.pad(array, pad, constant_values=fill))
+
+
 def input_arguments(layer: InputLayer) -> tuple[np.ndarray, np.ndarray]:
-    """The input conv's (weight [9, 3, C32], threshold [C32]): C padded to whole output words with zero weights and
-    a threshold above every sum (bit 0), so the kernel runs whole channel pairs."""
-    pad = -layer.threshold.shape[0] % 32
+    """The input conv's (weight [9, 3, C32], threshold [C32]), C padded to whole output words."""
     weight = layer.weight.reshape(layer.weight.shape[0], 9, 3).transpose(1, 2, 0)
-    return (np.ascontiguousarray(np.pad(weight, ((0, 0), (0, 0), (0, pad)))),
-            np.pad(layer.threshold, (0, pad), constant_values=np.iinfo(np.int32).max))
-
-
-def whole_words(plane: np.ndarray) -> np.ndarray:
-    """[taps, K, Cout] -> [taps, K, Cout32]: zero weights for the channels up to a whole output word."""
-    return np.pad(plane, ((0, 0), (0, 0), (0, -plane.shape[2] % 32)))
-
-
-def padded_bound(bound: np.ndarray) -> np.ndarray:
-    """[groups, Cout] -> [groups, Cout32]: the padding channels' bound is above every partial sum (bit 0)."""
-    return np.pad(bound, ((0, 0), (0, -bound.shape[1] % 32)), constant_values=np.iinfo(np.int32).max)
+    return whole_words(weight), whole_words(layer.threshold, PADDING_BOUND)
 
 
 def conv_arguments(layer: ConvLayer, masked: bool | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -62,8 +60,8 @@ def conv_arguments(layer: ConvLayer, masked: bool | None = None) -> tuple[np.nda
     word = np.uint64 if layer.pos.shape[-1] % 2 == 0 else np.uint32
     sign = whole_words(tap_major(layer.sign, word))
     if masked:
-        return sign, whole_words(tap_major(layer.nonzero, word)), padded_bound(layer.masked_bound)
-    return sign, None, padded_bound(layer.and_bound)
+        return sign, whole_words(tap_major(layer.nonzero, word)), whole_words(layer.masked_bound, PADDING_BOUND)
+    return sign, None, whole_words(layer.and_bound, PADDING_BOUND)
 
 
 # conv3x3 weight planes up to this size (4 KiB a tap: input x output channels <= 32768) run the narrow kernel.

@@ -41,6 +41,12 @@ class CompositeRecipe:
     #                                             (the objects keep theirs), so colour alone cannot mark an object
 
 
+# The options that change only training samples' backgrounds, with how a run's description names them; validation
+# draws with all of them off (judged on plain composites, every image with objects).
+BACKGROUND_OPTIONS = {"empty_p": "bare backgrounds", "degrade_p": "video-look backgrounds",
+                      "mosaic_p": "mosaic backgrounds", "recolour_p": "recoloured backgrounds"}
+
+
 def _imread(path: Path, flags: int) -> np.ndarray:
     import cv2
 

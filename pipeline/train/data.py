@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .composite import CompositeGenerator, background_files, draw_batch, heldout_sources, source_of
+from .composite import (BACKGROUND_OPTIONS, CompositeGenerator, background_files, draw_batch, heldout_sources,
+                        source_of)
 from .config import TrainConfig
 from .folders import FolderSamples, pair_folders
 
@@ -51,7 +52,7 @@ def composite_validation(stamps: str | Path, backgrounds: str | Path, cfg: Train
     """The fixed, seeded validation composites: val objects on held-out val frames, 1..k objects in every image,
     drawn without the training-only background options (bare backgrounds have no foreground to score; the
     video look, mosaics and recolouring are there to train on, not to be judged on)."""
-    recipe = dataclasses.replace(cfg.data.composite, empty_p=0.0, degrade_p=0.0, mosaic_p=0.0, recolour_p=0.0)
+    recipe = dataclasses.replace(cfg.data.composite, **dict.fromkeys(BACKGROUND_OPTIONS, 0.0))
     gen = CompositeGenerator.from_folders(_split(stamps, "val"), validation_backgrounds(backgrounds)[0], recipe)
     return draw_batch(gen, cfg.data.val_seed, 0, cfg.data.val_size)
 
@@ -62,10 +63,8 @@ def composite_data(stamps: str | Path, backgrounds: str | Path, cfg: TrainConfig
     images, masks = composite_validation(stamps, backgrounds, cfg)
     held = validation_backgrounds(backgrounds)[1]
     recipe = cfg.data.composite
-    bare = "".join(f", {p:.0%} {what}" for p, what in [(recipe.empty_p, "bare backgrounds"),
-                                                        (recipe.degrade_p, "video-look backgrounds"),
-                                                        (recipe.mosaic_p, "mosaic backgrounds"),
-                                                        (recipe.recolour_p, "recoloured backgrounds")] if p)
+    bare = "".join(f", {getattr(recipe, option):.0%} {what}" for option, what in BACKGROUND_OPTIONS.items()
+                   if getattr(recipe, option))
     val_frames = f"frames of {len(held)} held-out sources ({', '.join(held)})" if held else "val frames"
     desc = (f"composites: {len(train.stamps)} cut-outs from {Path(stamps).resolve()}/train on random crops of "
             f"{len(train.backgrounds)} frames from {Path(backgrounds).resolve()}/train "

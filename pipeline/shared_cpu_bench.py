@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import OPENMP_DEFAULTS
 from .background_load import BackgroundLoad
 from .bench import video_frames
 from .engines.base import create_engine
@@ -61,9 +62,9 @@ while os.getppid() == parent:
 
 @contextmanager
 def training_job():
-    # without the OMP_WAIT_POLICY=PASSIVE that importing mbunet put into this environment: a user's training job runs
-    # with OpenMP's default, whose idle threads spin before they sleep
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    # without the OpenMP wait settings that importing mbunet put into this environment: a user's training job runs
+    # with OpenMP's default, whose idle threads spin 300,000 rounds before they sleep
+    env = {k: v for k, v in os.environ.items() if k not in OPENMP_DEFAULTS}
     job = subprocess.Popen([sys.executable, "-c", TRAIN_JOB], stdin=subprocess.DEVNULL, env=env)
     try:
         time.sleep(3)  # past its start-up (imports, first allocations): the steady training loop is the load

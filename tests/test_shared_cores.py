@@ -5,6 +5,8 @@ docs/benchmarks.md, from `python -m mbunet.shared_cpu_bench`.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -20,6 +22,17 @@ from mbunet.engines.cpu_threads import PROBE_EVERY, ThreadTuner, candidate_count
 from mbunet.errors import ConfigError
 from mbunet.power import PowerMeter
 from mbunet.random_model import random_quantized_model
+
+
+def test_import_sets_the_openmp_wait_defaults_only_where_the_user_has_not():
+    # read by the OpenMP runtime when it starts, so checked in a fresh interpreter
+    show = "import os, mbunet; print(os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'])"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    fresh = subprocess.run([sys.executable, "-c", show], env=env, capture_output=True, text=True, check=True)
+    assert fresh.stdout.split() == ["PASSIVE", "5000"]
+    mine = subprocess.run([sys.executable, "-c", show], env={**env, "GOMP_SPINCOUNT": "0"}, capture_output=True,
+                          text=True, check=True)
+    assert mine.stdout.split() == ["PASSIVE", "0"]
 
 
 @pytest.mark.parametrize("pool,cores,counts", [(2, 2, [1, 2]), (8, 2, [1, 2]), (2, 16, [1, 2]), (1, 4, [1]),

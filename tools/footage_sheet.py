@@ -1,7 +1,8 @@
 """The shipped models side by side on real footage: a contact sheet (one row per chosen frame, one column per model,
-each model's mask blended over the frame) and, per clip and model, the mean share of pixels marked foreground over
-evenly spaced frames. The clips carry no labels, so the share is what can be measured: a model that paints walls
-and streets marks far more than the objects in view. docs/training.md shows a result.
+each model's mask blended over the frame and labelled with the share below) and, per clip and model, the mean share
+of pixels marked foreground over evenly spaced frames. The clips carry no labels, so the share is what can be
+measured: a model that paints walls and streets marks far more than the objects in view. docs/training.md shows a
+result.
 
     python tools/footage_sheet.py samples/bikes-street.mp4 ../shared/data/videos/vtest.avi \\
         --models unet-fp-w32,mbunet-w32,binary-w32 --rows 1 --out docs/images/models-on-footage.jpg
@@ -30,8 +31,8 @@ def clip_frames(path: str, count: int) -> list[np.ndarray]:
 def label(image: np.ndarray, text: str) -> np.ndarray:
     import cv2
 
-    cv2.putText(image, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 4, cv2.LINE_AA)
-    cv2.putText(image, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
+    cv2.putText(image, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 4, cv2.LINE_AA)
+    cv2.putText(image, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
     return image
 
 
@@ -64,7 +65,7 @@ def main() -> None:
             tiles = [label(cv2.resize(frame, (a.width, h)), Path(clip).stem)]
             for seg, per_model, share in zip(segmenters, masks, shares):
                 painted = OverlayAnnotator(seg.model.labels, 0.55).annotate(frame.copy(), per_model[i])
-                tiles.append(label(cv2.resize(painted, (a.width, h)), f"{seg.model.name}: {share:.0%} of clip marked"))
+                tiles.append(label(cv2.resize(painted, (a.width, h)), f"{seg.model.name}  {share:.0%}"))
             sheet_rows.append(np.hstack(tiles))
     width = max(r.shape[1] for r in sheet_rows)
     sheet = np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in sheet_rows])

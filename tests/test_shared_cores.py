@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import random_frames
-from mbunet import bench
+from mbunet import OPENMP_DEFAULTS, bench
 from mbunet.arch import Architecture
 from mbunet.background_load import BackgroundLoad
 from mbunet.engines import cpu_threads
@@ -27,7 +27,7 @@ from mbunet.random_model import random_quantized_model
 def test_import_sets_the_openmp_wait_defaults_only_where_the_user_has_not():
     # read by the OpenMP runtime when it starts, so checked in a fresh interpreter
     show = "import os, mbunet; print(os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'])"
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env = {k: v for k, v in os.environ.items() if k not in OPENMP_DEFAULTS}
     fresh = subprocess.run([sys.executable, "-c", show], env=env, capture_output=True, text=True, check=True)
     assert fresh.stdout.split() == ["PASSIVE", "5000"]
     mine = subprocess.run([sys.executable, "-c", show], env={**env, "GOMP_SPINCOUNT": "0"}, capture_output=True,

@@ -18,14 +18,18 @@ import numpy as np
 
 
 def clip_frames(path: str, count: int) -> list[np.ndarray]:
-    """`count` frames spread evenly over the clip (its first and last included)."""
+    """`count` frames spread evenly over the clip (its first and last included). The clip is decoded twice, once to
+    count its frames (containers' frame counts are estimates) and once to keep the picks, so only those are held in
+    memory (a whole 768x576 clip of 800 frames would take a gigabyte)."""
     from mbunet import frames
 
-    every = list(frames(path))
-    if not every:
+    total = sum(1 for _ in frames(path))
+    if not total:
         raise SystemExit(f"{path}: no frames")
-    picks = np.linspace(0, len(every) - 1, count).round().astype(int)
-    return [every[i] for i in picks]
+    picks = np.linspace(0, total - 1, count).round().astype(int)
+    wanted = set(picks.tolist())
+    kept = {i: frame for i, frame in enumerate(frames(path)) if i in wanted}
+    return [kept[i] for i in picks]
 
 
 def label(image: np.ndarray, text: str) -> np.ndarray:
@@ -44,7 +48,8 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("clips", nargs="+", help="video files")
-    p.add_argument("--models", default="unet-fp-w32,mbunet-w32,binary-w32", help="comma-separated model names or paths")
+    p.add_argument("--models", default="unet-fp-w32,mbunet-w32,binary-w32",
+                   help="comma-separated model names or paths")
     p.add_argument("--samples", type=int, default=40, help="frames per clip for the marked share (default 40)")
     p.add_argument("--rows", type=int, default=1, help="frames per clip in the sheet (default 1)")
     p.add_argument("--width", type=int, default=320, help="width of one tile in pixels (default 320)")
@@ -52,6 +57,7 @@ def main() -> None:
     a = p.parse_args()
 
     segmenters = [Segmenter(m) for m in a.models.split(",")]
+    painters = [OverlayAnnotator(seg.model.labels, 0.55) for seg in segmenters]
     sheet_rows = []
     print(f"{'clip':<22} " + " ".join(f"{s.model.name:>14}" for s in segmenters) + "   (share of pixels marked)")
     for clip in a.clips:
@@ -63,8 +69,8 @@ def main() -> None:
             frame = sampled[i]
             h = round(frame.shape[0] * a.width / frame.shape[1])
             tiles = [label(cv2.resize(frame, (a.width, h)), Path(clip).stem)]
-            for seg, per_model, share in zip(segmenters, masks, shares):
-                painted = OverlayAnnotator(seg.model.labels, 0.55).annotate(frame.copy(), per_model[i])
+            for seg, painter, per_model, share in zip(segmenters, painters, masks, shares):
+                painted = painter.annotate(frame.copy(), per_model[i])
                 tiles.append(label(cv2.resize(painted, (a.width, h)), f"{seg.model.name}  {share:.0%}"))
             sheet_rows.append(np.hstack(tiles))
     width = max(r.shape[1] for r in sheet_rows)

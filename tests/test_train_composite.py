@@ -86,15 +86,41 @@ def test_bare_backgrounds_have_empty_masks(tree):
         _generator(tree, dataclasses.replace(PLAIN, empty_p=1.5))
 
 
+@pytest.mark.parametrize("balance, rare_share", [(0.0, 0.1), (1.0, 0.5), (0.5, 0.25)])
+def test_source_balance_weighs_sources_not_frames(tree, tmp_path, balance, rare_share):
+    # one source of 1 white frame, one of 9 black frames: bare backgrounds show which source was drawn; the white
+    # one is 1/10 of the frames, 1/2 of the sources, and 1/(1 + 9 ** 0.5) = 1/4 with the square-root weighting
+    import cv2
+    for name, value in [("rare_0", 255)] + [(f"common_{i}", 0) for i in range(9)]:
+        cv2.imwrite(str(tmp_path / f"{name}.png"), np.full((48, 64, 3), value, np.uint8))
+    recipe = dataclasses.replace(PLAIN, empty_p=1.0, source_balance=balance)
+    gen = CompositeGenerator.from_folders(tree[0] / "train", tmp_path, recipe)
+    images = draw_batch(gen, 0, 0, 600)[0]
+    share = float(np.mean(images.mean(axis=(1, 2, 3)) > 127))
+    assert abs(share - rare_share) < 0.06, share
+
+
+def test_source_balance_needs_sources_and_a_valid_value():
+    frame, stamp = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 4), np.uint8)
+    with pytest.raises(DataError, match="needs the source of every background"):
+        CompositeGenerator([stamp], [frame], dataclasses.replace(PLAIN, source_balance=1.0))
+    with pytest.raises(DataError, match="source_balance must be in"):
+        CompositeGenerator([stamp], [frame], dataclasses.replace(PLAIN, source_balance=2.0), ["a"])
+
+
 def test_validation_has_objects_in_every_image_even_when_training_has_bare_backgrounds(tree):
     stamps, backgrounds = tree
     cfg = TrainConfig()
-    recipe = dataclasses.replace(PLAIN, size=tuple(cfg.model.input_size), empty_p=1.0)
+    recipe = dataclasses.replace(PLAIN, size=tuple(cfg.model.input_size), empty_p=1.0, source_balance=1.0)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val_size=6, composite=recipe))
     data = composite_data(stamps, backgrounds, cfg)
     assert all(m.any() for m in data.val_masks)
     assert not draw_batch(data.train, 0, 0, 6)[1].any()
-    assert "100% bare backgrounds" in data.description
+    assert "100% bare backgrounds" in data.description and "weighted by source (balance 1)" in data.description
+    # validation draws plain composites: the same images whatever the training-only options are
+    plain = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, composite=dataclasses.replace(
+        recipe, empty_p=0.0, source_balance=0.0)))
+    assert np.array_equal(composite_data(stamps, backgrounds, plain).val_images, data.val_images)
 
 
 def test_validation_uses_only_val_objects_and_frames(tree):

@@ -39,6 +39,9 @@ class CompositeRecipe:
     #                                             no single scene fills the picture
     recolour_p: float = 0.0                     # per sample: the background's hue turned and its saturation scaled
     #                                             (the objects keep theirs), so colour alone cannot mark an object
+    source_balance: float = 0.0                 # how backgrounds are drawn: a frame's weight is (frames of its
+    #                                             source) ** -source_balance: 0 every frame alike, 1 every source
+    #                                             alike (a package of 176 pictures then weighs what a clip of 20 does)
 
 
 # The options that change only training samples' backgrounds, with how a run's description names them; validation
@@ -118,22 +121,30 @@ def load_backgrounds(files: str | Path | list[Path], max_side: int = 480) -> lis
 class CompositeGenerator:
     """Draws (image uint8 [H, W, 3] RGB, mask uint8 [H, W] in {0, 1}) samples."""
 
-    def __init__(self, stamps: list[np.ndarray], backgrounds: list[np.ndarray], recipe: CompositeRecipe) -> None:
+    def __init__(self, stamps: list[np.ndarray], backgrounds: list[np.ndarray], recipe: CompositeRecipe,
+                 sources: list[str] | None = None) -> None:
+        """`sources`: each background's source (see source_of), needed when the recipe balances sources."""
         if not stamps or not backgrounds:
             raise DataError("a composite set needs at least one cut-out and one background")
         if recipe.max_objects < 1:
             raise DataError(f"max_objects must be >= 1, found {recipe.max_objects}")
         if not 0 <= recipe.empty_p <= 1:
             raise DataError(f"empty_p must be in [0, 1], found {recipe.empty_p}")
+        if not 0 <= recipe.source_balance <= 1:
+            raise DataError(f"source_balance must be in [0, 1], found {recipe.source_balance}")
+        if recipe.source_balance and (sources is None or len(sources) != len(backgrounds)):
+            raise DataError("source_balance needs the source of every background")
         self.stamps, self.backgrounds, self.recipe = stamps, backgrounds, recipe
+        self._background_p = _source_weights(sources, recipe.source_balance) if recipe.source_balance else None
 
     @classmethod
     def from_folders(cls, stamps: str | Path, backgrounds: str | Path | list[Path],
                      recipe: CompositeRecipe) -> "CompositeGenerator":
         """`backgrounds`: a folder, or a list of background files (one source, say)."""
         side = max(recipe.size)
-        return cls(load_stamps(stamps, max(256, 2 * side)), load_backgrounds(backgrounds, max(480, 3 * side)),
-                   recipe)
+        files = background_files(backgrounds) if isinstance(backgrounds, (str, Path)) else backgrounds
+        return cls(load_stamps(stamps, max(256, 2 * side)), load_backgrounds(files, max(480, 3 * side)), recipe,
+                   [source_of(p) for p in files])
 
     def item(self, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Sample `index` of the set named by `seed` (independent of any other sample)."""
@@ -157,7 +168,10 @@ class CompositeGenerator:
         """A random crop of a random background with the aspect of `size`, resized to `size` (float RGB)."""
         import cv2
 
-        frame = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
+        # the weighted draw only when balancing, so the samples of a recipe without it stay what they always were
+        pick = rng.choice(len(self.backgrounds), p=self._background_p) if self._background_p is not None \
+            else rng.integers(len(self.backgrounds))
+        frame = self.backgrounds[int(pick)]
         h, w = size
         fit = min(frame.shape[0] / h, frame.shape[1] / w)  # largest crop of this aspect is (h, w) * fit
         s = fit * rng.uniform(*self.recipe.crop)
@@ -243,6 +257,13 @@ class CompositeGenerator:
         hide = cover.astype(bool)
         image[hide] = self._crop(rng, self.recipe.size)[hide]
         mask[hide] = False
+
+
+def _source_weights(sources: list[str], balance: float) -> np.ndarray:
+    """Draw probabilities of the backgrounds: each frame weighs (frames of its source) ** -balance."""
+    counts = {s: sources.count(s) for s in set(sources)}
+    w = np.array([counts[s] ** -balance for s in sources], dtype=np.float64)
+    return w / w.sum()
 
 
 def draw_batch(source, seed: int, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -52,7 +52,7 @@ def composite_validation(stamps: str | Path, backgrounds: str | Path, cfg: Train
     """The fixed, seeded validation composites: val objects on held-out val frames, 1..k objects in every image,
     drawn without the training-only background options (bare backgrounds have no foreground to score; the
     video look, mosaics and recolouring are there to train on, not to be judged on)."""
-    recipe = dataclasses.replace(cfg.data.composite, **dict.fromkeys(BACKGROUND_OPTIONS, 0.0))
+    recipe = dataclasses.replace(cfg.data.composite, **dict.fromkeys(BACKGROUND_OPTIONS, 0.0), source_balance=0.0)
     gen = CompositeGenerator.from_folders(_split(stamps, "val"), validation_backgrounds(backgrounds)[0], recipe)
     return draw_batch(gen, cfg.data.val_seed, 0, cfg.data.val_size)
 
@@ -65,6 +65,8 @@ def composite_data(stamps: str | Path, backgrounds: str | Path, cfg: TrainConfig
     recipe = cfg.data.composite
     bare = "".join(f", {getattr(recipe, option):.0%} {what}" for option, what in BACKGROUND_OPTIONS.items()
                    if getattr(recipe, option))
+    if recipe.source_balance:
+        bare += f", frames weighted by source (balance {recipe.source_balance:g})"
     val_frames = f"frames of {len(held)} held-out sources ({', '.join(held)})" if held else "val frames"
     desc = (f"composites: {len(train.stamps)} cut-outs from {Path(stamps).resolve()}/train on random crops of "
             f"{len(train.backgrounds)} frames from {Path(backgrounds).resolve()}/train "

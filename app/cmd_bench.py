@@ -35,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--background-load", type=int, default=0, metavar="N", help="run N busy processes (one core "
                    "each) beside the timed engines, stopped after, to measure an engine on shared cores "
                    "(default 0; the output names the load)")
+    p.add_argument("--layers", action="store_true", help="also time each layer of the engines that run the network "
+                   "step by step (cpu, cuda, cuda-graph, reference): where a frame's time goes, MAC/s per layer")
     p.add_argument("--json", action="store_true", help="print only the JSON list of rows")
     p.add_argument("--out", metavar="DIR", help="results folder (default runs/bench/<timestamp>/)")
     p.add_argument("--sysfs-root", metavar="DIR", help="sysfs tree for power (default $MBUNET_SYSFS_ROOT or /sys)")
@@ -46,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
     from mbunet.power import open_power_meter
 
     settings = bench.BenchSettings(args.batch, args.iters, args.warmup, args.idle_seconds, args.min_seconds,
-                                   args.agree_with, args.background_load)
+                                   args.agree_with, args.background_load, args.layers)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()] if args.engines else list_engines()
     bench.check_engine_names(engines + [args.agree_with])
     size = bench.parse_size(args.size) if args.size else None
@@ -67,6 +69,8 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps([r.to_json() for r in rows], indent=2))
     else:
         print(bench.format_table(rows))
+        if args.layers:
+            print(bench.format_layer_reports(rows))
     for note in notes:
         log(note)
     print(f"results: {', '.join(map(str, paths))}", file=sys.stderr if args.json else sys.stdout)

@@ -21,6 +21,7 @@ from .background_load import BackgroundLoad
 from .background_load import describe as describe_load
 from .engines.base import Engine, choose_engine, create_engine, engine_class, list_engines
 from .errors import ConfigError, EngineUnavailable, MbunetError, SourceError
+from .layer_times import LayerProfile, LayerTime, format_layers, layer_times
 from .modelfile import ModelFile
 from .power import PowerMeter
 
@@ -63,12 +64,14 @@ class BenchRow:
     skipped: str | None = None
     engine_detail: str | None = None  # what the engine chose where the machine decides (bmma: its library, why)
     background_load: int = 0  # busy processes running beside the engine (--background-load)
+    #: --layers: the engine's per-layer times, or why it has none (bench.json only, and layers-<engine>.csv)
+    layers: LayerProfile | str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-COLUMNS = tuple(f.name for f in fields(BenchRow))
+COLUMNS = tuple(f.name for f in fields(BenchRow) if f.name != "layers")
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class BenchSettings:
     agree_with: str = REFERENCE
     #: busy processes started beside the engines (pipeline.background_load), none by default
     background_load: int = 0
+    #: after each engine's timed calls, time its layers one by one (layer_times)
+    layers: bool = False
 
     def __post_init__(self) -> None:
         if (self.batch < 1 or self.iters < 1 or self.warmup < 0 or self.idle_seconds < 0 or self.min_seconds < 0
@@ -282,6 +287,8 @@ def bench_engine(name: str, model: ModelFile, frames: np.ndarray, settings: Benc
     row.load_s = time.perf_counter() - t0
     try:
         masks, times, energy = time_engine(engine, frames, settings, meter)
+        if settings.layers:
+            row.layers = profile_layers(engine, frames, settings.iters)
     except MbunetError as e:  # e.g. a CUDA graph that cannot be captured: listed with its reason, the rest still run
         row.skipped = str(e)
         return row
@@ -294,6 +301,14 @@ def bench_engine(name: str, model: ModelFile, frames: np.ndarray, settings: Benc
     row.agree_with_reference = reference.agreement(masks)
     add_energy(row, energy, sum(times), len(times) * settings.batch, meter)
     return row
+
+
+def profile_layers(engine: Engine, frames: np.ndarray, repeats: int) -> LayerProfile | str:
+    """The engine's per-layer times, or why it has none (it runs the network in one call)."""
+    try:
+        return layer_times(engine, frames, repeats)
+    except MbunetError as e:
+        return str(e)
 
 
 def run_bench(model: ModelFile, frames: np.ndarray, engines: list[str], settings: BenchSettings,
@@ -354,18 +369,32 @@ def format_table(rows: list[BenchRow]) -> str:
     return "\n".join(lines)
 
 
+def format_layer_reports(rows: list[BenchRow]) -> str:
+    """--layers: each profiled engine's table, or the one line saying why an engine has none."""
+    return "\n".join(format_layers(r.layers) if isinstance(r.layers, LayerProfile) else r.layers
+                     for r in rows if r.layers)
+
+
 def write_results(rows: list[BenchRow], out_dir: Path, title: str) -> list[Path]:
-    """bench.json (the rows), bench.csv and bench.png (images/s and J/image per engine) in `out_dir`."""
+    """bench.json (the rows), bench.csv and bench.png (images/s and J/image per engine) in `out_dir`, and with
+    --layers a layers-<engine>.csv per profiled engine."""
     from .charts import bench_chart
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "bench.json", out_dir / "bench.csv", out_dir / "bench.png"]
     paths[0].write_text(json.dumps([r.to_json() for r in rows], indent=2) + "\n")
     with paths[1].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(r.to_json() for r in rows)
     bench_chart([r for r in rows if r.skipped is None], paths[2], title)
+    for r in rows:
+        if isinstance(r.layers, LayerProfile):
+            paths.append(out_dir / f"layers-{r.engine}.csv")
+            with paths[-1].open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(LayerTime.__dataclass_fields__))
+                writer.writeheader()
+                writer.writerows(layer.to_json() for layer in r.layers.layers)
     return paths
 
 

@@ -278,6 +278,19 @@ class TestSimulator:
         with pytest.raises(MbunetError, match=r"expected uint8 frames \[N, 16, 16, 3\]"):
             engine.segment(np.zeros((1, 16, 32, 3), np.uint8))
 
+    def test_layer_times_time_every_launch_and_leave_the_engine_intact(self):
+        from mbunet.arch import plan
+        from mbunet.engines.base import create_engine
+        from mbunet.layer_times import layer_times
+
+        model = random_quantized_model(Architecture(width=1, input_size=(16, 16)), seed=2)
+        engine = create_engine("cuda", model)
+        frames = random_frames(1, 16, 16, seed=2)
+        profile = layer_times(engine, frames, repeats=1)
+        assert [r.step for r in profile.layers] == [s.name for s in plan(model.arch)]
+        assert all(r.ms > 0 for r in profile.layers)
+        assert np.array_equal(engine.segment(frames), create_engine("reference", model).segment(frames))
+
 
 # ----------------------------------------------------------------------------------- host: PTX, availability
 def _kernels():

@@ -41,6 +41,8 @@ def test_the_dry_run_runs_every_step_and_returns_the_bench_folders(tmp_path):
         assert {r["baseline"] for r in rows} == {"torch-fp32"}  # no fp16 baseline runs on a CPU
         assert rows[0]["size"] == ("64x64" if name.startswith("paper") else "192x144")
         assert rows[0]["batch"] == int(name[-1])
+    assert (results / "shipped-b1" / "layers-cpu.csv").is_file()  # batch 1 times each layer too
+    assert not (results / "shipped-b2" / "layers-cpu.csv").exists()
     ratio = json.loads((results / "pipeline.json").read_text())
     assert ratio["engine"] == "cpu" and ratio["pipeline_frames"] == 20 and ratio["pipeline_over_engine"] > 0
     assert {p.name for p in (results / "logs").iterdir()} == {f"{s}.txt" for s in STEPS if s not in GPU_ONLY}

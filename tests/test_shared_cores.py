@@ -69,6 +69,14 @@ def test_tuner_measures_every_count_then_keeps_the_fastest_and_probes_the_others
     assert tuner.calls == {1: used.count(1), 2: used.count(2)}
 
 
+def test_tuner_best_is_the_fastest_measured_count_without_counting_a_call():
+    tuner = ThreadTuner([1, 2])
+    assert tuner.best() == 2  # nothing measured: the largest
+    _drive(tuner, {1: 0.008, 2: 0.012}, 10)
+    calls = dict(tuner.calls)
+    assert tuner.best() == 1 and tuner.calls == calls
+
+
 def test_tuner_follows_a_change_of_load_both_ways():
     tuner = ThreadTuner([1, 2])
     _drive(tuner, {1: 0.012, 2: 0.008}, 50)

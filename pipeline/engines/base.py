@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -65,6 +65,13 @@ class Engine(ABC):
 
     def sync(self) -> None:
         """Wait for queued device work; CPU engines are synchronous."""
+
+    def run_layers(self, frames: np.ndarray, wrap: Callable[[object], object]) -> tuple[list, str | None]:
+        """Run the network once, step by step, with this engine's kernel set passed through `wrap` (which
+        layer_times uses to time each call); returns (the steps, what the run used where the machine decides, e.g.
+        the cpu engine's thread count). Only engines that walk program.execute can."""
+        raise MbunetError(f"engine {self.name} runs the network in one call: it has no per-layer times (cpu, cuda, "
+                          f"cuda-graph and reference have)")
 
     def close(self) -> None:
         """Release device resources."""

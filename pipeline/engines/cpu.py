@@ -161,6 +161,14 @@ class CpuEngine(Engine):
             kept["out.logits"] = logits
         return masks, kept
 
+    def run_layers(self, frames: np.ndarray, wrap) -> tuple[list, str | None]:
+        import numba
+
+        count = self.threads.best()  # the fastest count the tuner has measured, not recorded as a call
+        numba.set_num_threads(count)
+        execute(self.steps, self.weights, self.check_frames(frames), wrap(self.kernels))
+        return self.steps, f"{count} thread{'s' if count > 1 else ''}"
+
     def run(self, frames: np.ndarray, keep_bits: bool = False):
         """(masks, logits, kept tensors) of checked frames with the current thread count."""
         return execute(self.steps, self.weights, frames, self.kernels, keep_bits)

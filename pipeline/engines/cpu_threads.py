@@ -68,6 +68,10 @@ class ThreadTuner:
             return min(self.counts, key=lambda c: self.last_measured[c])
         return min(self.counts, key=lambda c: self.average[c])
 
+    def best(self) -> int:
+        """The count with the lowest average so far; the largest before any was measured."""
+        return min(self.average, key=self.average.__getitem__) if self.average else self.counts[-1]
+
     def record(self, count: int, seconds_per_image: float) -> None:
         # a count that ran the call before too updates its average; any other (a probe, the first call after a
         # switch) replaces it: its old average was taken under a load that may be gone

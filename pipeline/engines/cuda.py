@@ -252,6 +252,12 @@ class CudaEngine(Engine):
     def sync(self) -> None:
         self.stream.synchronize()
 
+    def run_layers(self, frames: np.ndarray, wrap) -> tuple[list, str | None]:
+        # the kernels launched one by one, also for cuda-graph (a graph replays these same kernels)
+        self._enqueue(self.check_frames(frames), wrap(self.kernels), self.arena)
+        self.sync()
+        return self.steps, None
+
     def close(self) -> None:
         self.weights, self.arena.buffers = {}, []
         self.model = None

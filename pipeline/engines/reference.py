@@ -123,6 +123,10 @@ class ReferenceEngine(Engine):
         self.model = model
         self.steps = plan(model.arch)
 
+    def run_layers(self, frames: np.ndarray, wrap) -> tuple[list, str | None]:
+        execute(self.steps, self.model.arrays, self.check_frames(frames), wrap(self.kernels))
+        return self.steps, None
+
     def segment_bits(self, frames: np.ndarray, keep_bits: bool = True,
                      keep_logits: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         frames = self.check_frames(frames)

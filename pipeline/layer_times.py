@@ -41,9 +41,7 @@ def step_macs(step: Step) -> int | None:
     pixels = step.height * step.width
     if step.op in ("input", "conv3x3"):
         return pixels * step.cin * step.cout * 9
-    if step.op == "convT2x2":  # each output pixel takes one tap of one input pixel
-        return pixels * step.cin * step.cout
-    if step.op == "output":
+    if step.op in ("convT2x2", "output"):  # a 1x1 conv; a transposed conv's output pixel takes one of its 4 taps
         return pixels * step.cin * step.cout
     return None
 

@@ -66,11 +66,12 @@ class ThreadTuner:
             return unmeasured[-1]
         if self.call % PROBE_EVERY == PROBE_EVERY - 1:
             return min(self.counts, key=lambda c: self.last_measured[c])
-        return min(self.counts, key=lambda c: self.average[c])
+        return self.best()
 
     def best(self) -> int:
         """The count with the lowest average so far; the largest before any was measured."""
-        return min(self.average, key=self.average.__getitem__) if self.average else self.counts[-1]
+        measured = [c for c in self.counts if c in self.average]
+        return min(measured, key=self.average.__getitem__) if measured else self.counts[-1]
 
     def record(self, count: int, seconds_per_image: float) -> None:
         # a count that ran the call before too updates its average; any other (a probe, the first call after a

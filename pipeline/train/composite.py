@@ -7,6 +7,7 @@ pasted alphas (alpha > 127 = foreground) minus what an occluder covers. Sample `
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,7 +262,7 @@ class CompositeGenerator:
 
 def _source_weights(sources: list[str], balance: float) -> np.ndarray:
     """Draw probabilities of the backgrounds: each frame weighs (frames of its source) ** -balance."""
-    counts = {s: sources.count(s) for s in set(sources)}
+    counts = Counter(sources)
     w = np.array([counts[s] ** -balance for s in sources], dtype=np.float64)
     return w / w.sum()
 

@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, help="images per step (overrides the recipe)")
     p.add_argument("--lr", type=float, help="base learning rate (overrides the recipe)")
     p.add_argument("--val-every", type=int, help="validate (and maybe export) every N steps")
+    p.add_argument("--width", type=int, help="channels of the network's first level (overrides the recipe; "
+                   "the run is named for it: mbunet-w32 -> mbunet-w16); fewer is faster, --init must have the same")
     p.add_argument("--seed", type=int, help="train.seed for a new run, which is then named <name>-s<seed> "
                    "(its folder and model card): compare recipes over several seeds, not one run each")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (model, optimiser, step, rng)")
@@ -56,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mbunet.errors import ConfigError
-    from mbunet.train.config import load_config, override, with_seed
+    from mbunet.train.config import load_config, override, with_seed, with_width
 
     if args.config:
         cfg = load_config(args.config)
@@ -67,6 +69,10 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("give --config YAML (a training recipe), or --resume CKPT")
     cfg = override(cfg, steps=args.steps, batch=args.batch, lr=args.lr, val_every=args.val_every, init=args.init,
                    teacher=args.teacher, distill_weight=args.distill_weight, activation_grad=args.activation_grad)
+    if args.width is not None:
+        if args.resume:
+            raise ConfigError("--width starts a new run: a resumed run keeps its checkpoint's network")
+        cfg = with_width(cfg, args.width)
     if args.seed is not None:
         if args.resume:
             raise ConfigError("--seed starts a new run: a resumed run keeps its checkpoint's seed and RNG state")

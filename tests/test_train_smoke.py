@@ -130,7 +130,7 @@ def test_card_records_each_schedule_the_run_followed(data, tmp_path):
     assert [(s["start"], s["end"], s["steps"]) for s in stages] == [(0, 3, 3), (3, 5, 5)]
     card = (tmp_path / "tiny.md").read_text()
     assert "steps 0-3 of a 3-step schedule" in card and "steps 3-5 of a 5-step schedule" in card
-    assert "--steps 3 --lr 0.001 --activation-grad ste --export" in card and "--resume runs/train/tiny/last.pt" in card
+    assert "--steps 3 --lr 0.001 --width 4 --activation-grad ste --export" in card and "--resume runs/train/tiny/last.pt" in card
 
 
 def test_a_resume_that_changes_the_activation_gradient_starts_a_stage_the_card_names(data, tmp_path):
@@ -146,7 +146,7 @@ def test_a_resume_that_changes_the_activation_gradient_starts_a_stage_the_card_n
     assert re.search(r"steps 0-1 of a 2-step schedule, \d+ s; steps 1-2 of a 2-step schedule, activation "
                      r"gradient approxsign, \d+ s", card)
     first_command, resumed = card.split("Reproduce: ")[1].split(", then ")
-    assert "--steps 2 --lr 0.001 --activation-grad ste --export" in first_command  # whatever the recipe file says
+    assert "--steps 2 --lr 0.001 --width 4 --activation-grad ste --export" in first_command  # whatever the recipe file says
     assert first_command.endswith("(stopped at step 1, with --minutes)")
     assert "--steps 2 --activation-grad approxsign --export" in resumed and "stopped" not in resumed
 
@@ -296,6 +296,37 @@ def test_cli_seed_names_and_seeds_a_new_run(tmp_path, capsys):
     assert load_model(model).card["name"] == "tiny-s5"
     assert cli(["train", "--resume", str(tmp_path / "run" / CHECKPOINT), "--seed", "6"]) == 2
     assert "--seed starts a new run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, renamed", [("mbunet-w32", "mbunet-w16"), ("unet-fp-w32-sources", "unet-fp-w16-sources"),
+                                           ("tiny", "tiny-w16"), ("w32-net", "w32-net-w16")])
+def test_width_renames_the_width_part_of_a_recipe_name(name, renamed):
+    from mbunet.train.config import with_width
+
+    cfg = with_width(config_from_dict({**TINY, "name": name}), 16)
+    assert (cfg.name, cfg.model.width) == (renamed, 16)
+    with pytest.raises(MbunetError, match="--width must be >= 1"):
+        with_width(cfg, 0)
+
+
+def test_cli_width_trains_a_narrower_network_named_for_it_and_a_card_that_reproduces_it(tmp_path, capsys):
+    images, masks = make_folder_pairs(tmp_path, n=4)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(json.dumps({**TINY, "name": "tiny-w4", "train": {**TINY["train"], "steps": 1}}))
+    model = tmp_path / "m.safetensors"
+    assert cli(["train", "--config", str(recipe), "--images", str(images), "--masks", str(masks), "--out",
+                str(tmp_path / "run"), "--no-progress", "--device", "cpu", "--width", "2", "--export-final",
+                str(model)]) == 0
+    loaded = load_model(model)
+    assert (loaded.arch.width, loaded.card["name"]) == (2, "tiny-w2")
+    assert "--lr 0.001 --width 2 " in (tmp_path / "m.md").read_text()
+    assert cli(["train", "--resume", str(tmp_path / "run" / CHECKPOINT), "--width", "8"]) == 2
+    assert "--width starts a new run" in capsys.readouterr().err
+    # weights of another width cannot start this network: one line, not a shape error
+    assert cli(["train", "--config", str(recipe), "--images", str(images), "--masks", str(masks), "--out",
+                str(tmp_path / "run8"), "--no-progress", "--device", "cpu", "--width", "8", "--init",
+                str(tmp_path / "run" / CHECKPOINT)]) == 2
+    assert "another width" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

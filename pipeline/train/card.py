@@ -99,7 +99,7 @@ def _stage_text(stage: dict) -> str:
 
 def _reproduce(card: dict, t: dict, settings: list[dict]) -> str:
     """The command(s) that trained this model: one `train`, then one `train --resume` per later stage. The first
-    names the learning rate, which a run may have set with --lr instead of its recipe file."""
+    names the learning rate and the width, which a run may have set with --lr or --width instead of its recipe file."""
     name = card.get("name", "model")
     final = card.get("training", {}).get("selection") == "final"
     # The best-validated export can come from any stage, so every command names it; the end of the schedule is
@@ -116,7 +116,8 @@ def _reproduce(card: dict, t: dict, settings: list[dict]) -> str:
         grad = stage["activation_grad"]
         if i == 0:
             command = (f"mbunet train --config {stage.get('recipe_file') or RECIPE_PLACEHOLDER} "
-                       f"{stage['data_flags']} --steps {first} --lr {t.get('lr', '?')}"
+                       f"{stage['data_flags']} --steps {first} --lr {t.get('lr', '?')} "
+                       f"--width {card['architecture']['width']}"
                        + (f" --init {t['init']}" if t.get("init") else ""))
         else:
             command = (f"mbunet train --resume runs/train/{name}/last.pt {stage['data_flags']} "

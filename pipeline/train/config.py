@@ -5,6 +5,7 @@ A recipe never names data folders: the command gets them (--stamps/--backgrounds
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,6 +140,17 @@ def load_config(ref: str | Path) -> TrainConfig:
 def with_seed(cfg: TrainConfig, seed: int) -> TrainConfig:
     """The recipe with train.seed = `seed`, named <name>-s<seed> so that the runs of several seeds keep apart."""
     return dataclasses.replace(cfg, name=f"{cfg.name}-s{seed}", train=dataclasses.replace(cfg.train, seed=seed))
+
+
+def with_width(cfg: TrainConfig, width: int) -> TrainConfig:
+    """The recipe at another network width, named for it: the name's -w<N> part follows the width (mbunet-w32 ->
+    mbunet-w16, unet-fp-w32-sources -> unet-fp-w16-sources), a name without one gains it, so that a run at
+    another width never takes the name (and the run folder) of the recipe's own model."""
+    if width < 1:
+        raise ConfigError(f"--width must be >= 1, got {width}")
+    name, found = re.subn(r"-w[0-9]+(?=-|$)", f"-w{width}", cfg.name, count=1)
+    name = name if found else f"{cfg.name}-w{width}"
+    return dataclasses.replace(cfg, name=name, model=dataclasses.replace(cfg.model, width=width)).validate()
 
 
 def override(cfg: TrainConfig, **train_fields) -> TrainConfig:

@@ -392,7 +392,7 @@ def write_results(rows: list[BenchRow], out_dir: Path, title: str) -> list[Path]
         if isinstance(r.layers, LayerProfile):
             paths.append(out_dir / f"layers-{r.engine}.csv")
             with paths[-1].open("w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(LayerTime.__dataclass_fields__))
+                writer = csv.DictWriter(f, fieldnames=[field.name for field in fields(LayerTime)])
                 writer.writeheader()
                 writer.writerows(layer.to_json() for layer in r.layers.layers)
     return paths

@@ -10,6 +10,7 @@ integer ones: what a layer does per second against what the core or the GPU can 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -118,9 +119,9 @@ def format_layers(profile: LayerProfile) -> str:
     for r in sorted(profile.layers, key=lambda r: -r.ms):
         rate = "-" if r.gmacs_per_s is None else f"{r.gmacs_per_s:.1f}"
         lines.append(f"  {r.step:<10} {r.op:<8} {r.kind:<7} {r.shape:<12} {r.ms:>8.3f} {r.share:>6.1%} {rate:>9}")
-    by_op: dict[str, float] = {}
+    by_op: Counter[str] = Counter()
     for r in profile.layers:
-        by_op[r.op] = by_op.get(r.op, 0.0) + r.ms
-    ops = ", ".join(f"{op} {ms:.3f}" for op, ms in sorted(by_op.items(), key=lambda kv: -kv[1]))
+        by_op[r.op] += r.ms
+    ops = ", ".join(f"{op} {ms:.3f}" for op, ms in by_op.most_common())
     lines.append(f"  sum {sum(by_op.values()):.3f} ms: {ops}")
     return "\n".join(lines)

@@ -73,6 +73,23 @@ def test_same_seed_and_index_give_the_same_sample(tree):
     assert not np.array_equal(a.item(11, 0)[0], a.item(12, 0)[0])
 
 
+def test_a_sample_drawn_large_is_the_large_sample_shrunk_as_run_shrinks_frames(tree):
+    from mbunet.preprocess import resize_frame
+
+    large = _generator(tree, dataclasses.replace(PLAIN, size=(96, 128)))
+    drawn = _generator(tree, dataclasses.replace(PLAIN, draw_size=(96, 128)))
+    for i in range(4):
+        (big, big_mask), (image, mask) = large.item(5, i), drawn.item(5, i)
+        assert image.shape == (48, 64, 3) and mask.shape == (48, 64) and set(np.unique(mask)) <= {0, 1}
+        assert np.array_equal(image, resize_frame(big, (48, 64)))
+        # the mask is the large mask's 2x2 majority: a pixel is foreground when at least half of its block is
+        share = big_mask.reshape(48, 2, 64, 2).mean(axis=(1, 3))
+        assert np.array_equal(mask, (share >= 0.5).astype(np.uint8))
+        assert mask.any()
+    with pytest.raises(DataError, match="draw_size"):
+        _generator(tree, dataclasses.replace(PLAIN, draw_size=(24, 32)))
+
+
 def test_bare_backgrounds_have_empty_masks(tree):
     def draw(empty_p):
         return draw_batch(_generator(tree, dataclasses.replace(PLAIN, empty_p=empty_p)), 2, 0, 40)

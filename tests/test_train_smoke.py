@@ -125,12 +125,13 @@ def test_card_records_each_schedule_the_run_followed(data, tmp_path):
     interrupted.fit(progress=False)
     longer = _trainer(data, tmp_path, steps=5, val_every=5)
     longer.load(tmp_path / CHECKPOINT)
-    longer.fit(tmp_path / "tiny.safetensors", progress=False)
+    longer.fit(export_final=tmp_path / "tiny.safetensors", progress=False)  # not --export: step 5 need not beat 3
     stages = load_model(tmp_path / "tiny.safetensors").card["training"]["stages"]
     assert [(s["start"], s["end"], s["steps"]) for s in stages] == [(0, 3, 3), (3, 5, 5)]
     card = (tmp_path / "tiny.md").read_text()
     assert "steps 0-3 of a 3-step schedule" in card and "steps 3-5 of a 5-step schedule" in card
-    assert "--steps 3 --lr 0.001 --width 4 --activation-grad ste --export" in card and "--resume runs/train/tiny/last.pt" in card
+    assert "--steps 3 --lr 0.001 --width 4 --activation-grad ste`" in card
+    assert "--resume runs/train/tiny/last.pt --stamps DIR --backgrounds DIR --steps 5 --export-final tiny.safetensors" in card
 
 
 def test_a_resume_that_changes_the_activation_gradient_starts_a_stage_the_card_names(data, tmp_path):

@@ -43,6 +43,13 @@ class CompositeRecipe:
     source_balance: float = 0.0                 # how backgrounds are drawn: a frame's weight is (frames of its
     #                                             source) ** -source_balance: 0 every frame alike, 1 every source
     #                                             alike (a package of 176 pictures then weighs what a clip of 20 does)
+    draw_size: tuple[int, ...] = ()             # (height, width) to draw at, then shrunk to `size` the way `run`
+    #                                             shrinks a camera frame; () draws at `size`
+
+    @property
+    def canvas(self) -> tuple[int, int]:
+        """The size a sample is drawn at (objects placed, scaled and blurred in its pixels)."""
+        return tuple(self.draw_size) if self.draw_size else tuple(self.size)
 
 
 # The options that change only training samples' backgrounds, with how a run's description names them; validation
@@ -133,6 +140,10 @@ class CompositeGenerator:
             raise DataError(f"empty_p must be in [0, 1], found {recipe.empty_p}")
         if not 0 <= recipe.source_balance <= 1:
             raise DataError(f"source_balance must be in [0, 1], found {recipe.source_balance}")
+        if recipe.draw_size and (len(recipe.draw_size) != 2 or recipe.draw_size[0] < recipe.size[0]
+                                 or recipe.draw_size[1] < recipe.size[1]):
+            raise DataError(f"draw_size {list(recipe.draw_size)}: expected [height, width], at least the sample "
+                            f"size {list(recipe.size)}")
         if recipe.source_balance and (sources is None or len(sources) != len(backgrounds)):
             raise DataError("source_balance needs the source of every background")
         self.stamps, self.backgrounds, self.recipe = stamps, backgrounds, recipe
@@ -142,7 +153,7 @@ class CompositeGenerator:
     def from_folders(cls, stamps: str | Path, backgrounds: str | Path | list[Path],
                      recipe: CompositeRecipe) -> "CompositeGenerator":
         """`backgrounds`: a folder, or a list of background files (one source, say)."""
-        side = max(recipe.size)
+        side = max(recipe.canvas)
         files = background_files(backgrounds) if isinstance(backgrounds, (str, Path)) else backgrounds
         return cls(load_stamps(stamps, max(256, 2 * side)), load_backgrounds(files, max(480, 3 * side)), recipe,
                    [source_of(p) for p in files])
@@ -154,7 +165,7 @@ class CompositeGenerator:
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         r = self.recipe
         image = self._background(rng).astype(np.float32)
-        mask = np.zeros(r.size, dtype=bool)
+        mask = np.zeros(r.canvas, dtype=bool)
         boxes = []
         # empty_p is drawn only when set, so the samples of a recipe without it stay what they always were
         empty = r.empty_p > 0 and rng.random() < r.empty_p
@@ -163,7 +174,8 @@ class CompositeGenerator:
             boxes.append(_paste(image, mask, rgba, self._place(rng, rgba.shape[:2])))
         if boxes and rng.random() < r.occlusion_p:
             self._occlude(rng, image, mask, boxes[int(rng.integers(len(boxes)))])
-        return np.clip(image + 0.5, 0, 255).astype(np.uint8), mask.astype(np.uint8)
+        image, mask = np.clip(image + 0.5, 0, 255).astype(np.uint8), mask.astype(np.uint8)
+        return _shrink(image, mask, r.size) if r.canvas != tuple(r.size) else (image, mask)
 
     def _crop(self, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
         """A random crop of a random background with the aspect of `size`, resized to `size` (float RGB)."""
@@ -191,7 +203,7 @@ class CompositeGenerator:
         if r.mosaic_p > 0 and rng.random() < r.mosaic_p:
             out = self._mosaic(rng)
         else:
-            out = self._crop(rng, r.size)
+            out = self._crop(rng, r.canvas)
         if rng.random() < r.blur_p:  # defocused background: the object stays sharp
             out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.6, 2.0))
         if r.degrade_p > 0 and rng.random() < r.degrade_p:
@@ -202,7 +214,7 @@ class CompositeGenerator:
 
     def _mosaic(self, rng: np.random.Generator) -> np.ndarray:
         """Crops of 2-4 frames side by side: a vertical and/or horizontal cut at a random place."""
-        H, W = self.recipe.size
+        H, W = self.recipe.canvas
         out = np.empty((H, W, 3), np.float32)
         ys = [0, int(rng.integers(H // 4, 3 * H // 4 + 1)), H] if rng.random() < 0.5 else [0, H]
         xs = [0, int(rng.integers(W // 4, 3 * W // 4 + 1)), W] if len(ys) == 2 or rng.random() < 0.5 else [0, W]
@@ -221,7 +233,7 @@ class CompositeGenerator:
 
         r = self.recipe
         stamp = self.stamps[int(rng.integers(len(self.stamps)))]
-        s = rng.uniform(*r.scale) * min(r.size) / max(stamp.shape[:2])
+        s = rng.uniform(*r.scale) * min(r.canvas) / max(stamp.shape[:2])
         h, w = max(2, round(stamp.shape[0] * s)), max(2, round(stamp.shape[1] * s))
         obj = cv2.resize(_premultiply(stamp.astype(np.float32)), (w, h),
                          interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
@@ -237,7 +249,7 @@ class CompositeGenerator:
 
     def _place(self, rng: np.random.Generator, shape: tuple[int, int]) -> tuple[int, int]:
         """Top-left corner: fully inside when it fits, or anywhere with the centre in the frame (off-edge)."""
-        (H, W), (h, w) = self.recipe.size, shape
+        (H, W), (h, w) = self.recipe.canvas, shape
         if rng.random() < self.recipe.off_edge_p or h > H or w > W:
             return int(rng.integers(-(h // 2), H - h // 2)), int(rng.integers(-(w // 2), W - w // 2))
         return int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
@@ -256,8 +268,23 @@ class CompositeGenerator:
         cv2.ellipse(cover, (round(cx), round(cy)), (max(1, round(ax)), max(1, round(ay))),
                     float(rng.uniform(0, 180)), 0, 360, 1, -1)
         hide = cover.astype(bool)
-        image[hide] = self._crop(rng, self.recipe.size)[hide]
+        image[hide] = self._crop(rng, self.recipe.canvas)[hide]
         mask[hide] = False
+
+
+def _shrink(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A sample drawn large, at `size`: the image as `run` shrinks a frame, the mask by area share (>= half).
+
+    A composite drawn at model size has its objects' edges, blur and the video look's noise in model pixels; a
+    camera frame (and `mbunet eval`'s 480x360 composites) is shrunk to the model first, which softens all three.
+    """
+    import cv2
+
+    from ..preprocess import resize_frame
+
+    h, w = size
+    share = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+    return resize_frame(image, size), (share >= 0.5).astype(np.uint8)
 
 
 def _source_weights(sources: list[str], balance: float) -> np.ndarray:

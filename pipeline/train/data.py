@@ -67,6 +67,8 @@ def composite_data(stamps: str | Path, backgrounds: str | Path, cfg: TrainConfig
                    if getattr(recipe, option))
     if recipe.source_balance:
         bare += f", frames weighted by source (balance {recipe.source_balance:g})"
+    if recipe.draw_size:
+        bare += f", drawn at {recipe.canvas[1]}x{recipe.canvas[0]} and shrunk"
     val_frames = f"frames of {len(held)} held-out sources ({', '.join(held)})" if held else "val frames"
     desc = (f"composites: {len(train.stamps)} cut-outs from {Path(stamps).resolve()}/train on random crops of "
             f"{len(train.backgrounds)} frames from {Path(backgrounds).resolve()}/train "

@@ -174,8 +174,10 @@ class CompositeGenerator:
             boxes.append(_paste(image, mask, rgba, self._place(rng, rgba.shape[:2])))
         if boxes and rng.random() < r.occlusion_p:
             self._occlude(rng, image, mask, boxes[int(rng.integers(len(boxes)))])
-        image, mask = np.clip(image + 0.5, 0, 255).astype(np.uint8), mask.astype(np.uint8)
-        return _shrink(image, mask, r.size) if r.canvas != tuple(r.size) else (image, mask)
+        image = np.clip(image + 0.5, 0, 255).astype(np.uint8)
+        if r.draw_size:
+            image, mask = _shrink(image, mask, r.size)
+        return image, mask.astype(np.uint8)
 
     def _crop(self, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
         """A random crop of a random background with the aspect of `size`, resized to `size` (float RGB)."""
@@ -273,7 +275,8 @@ class CompositeGenerator:
 
 
 def _shrink(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """A sample drawn large, at `size`: the image as `run` shrinks a frame, the mask by area share (>= half).
+    """A sample drawn large, shrunk to `size`: the image as `run` shrinks a frame, the (bool) mask by area share
+    (foreground where at least half of the target pixel is).
 
     A composite drawn at model size has its objects' edges, blur and the video look's noise in model pixels; a
     camera frame (and `mbunet eval`'s 480x360 composites) is shrunk to the model first, which softens all three.
@@ -284,7 +287,7 @@ def _shrink(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple
 
     h, w = size
     share = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-    return resize_frame(image, size), (share >= 0.5).astype(np.uint8)
+    return resize_frame(image, size), share >= 0.5
 
 
 def _source_weights(sources: list[str], balance: float) -> np.ndarray:
